@@ -1,0 +1,97 @@
+"""Input validation with one message format.
+
+Every message reads ``"<function>: <argument> must <expectation>; got <what came>"``, so
+users see which call, which argument, what was expected and what was given. All checks
+look at shapes, dtypes and tree structure only, so they run at trace time under ``jit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn._pytree import describe
+
+
+def fail(where: str, argument: str, expected: str, got: str, error: type = ValueError):
+    """Raise ``error`` with the library's message format."""
+    raise error(f"{where}: {argument} must {expected}; got {got}")
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_array(where: str, argument: str, x: Any) -> jax.Array:
+    """``x`` as an array; a clear ``TypeError`` for things that are not arrays."""
+    if x is None or isinstance(x, (str, bytes, dict, list, tuple)):
+        fail(where, argument, "be an array", type(x).__name__, TypeError)
+    try:
+        return jnp.asarray(x)
+    except TypeError:
+        fail(where, argument, "be an array", type(x).__name__, TypeError)
+
+
+def check_floating(where: str, argument: str, x: jax.Array) -> None:
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        fail(where, argument, "have a floating dtype", str(x.dtype), TypeError)
+
+
+def check_features(
+    where: str,
+    argument: str,
+    x: jax.Array,
+    feature_shape: Sequence[int],
+    leading: Sequence[str],
+    feature_names: Sequence[str] = ("input_size",),
+) -> tuple[int, ...]:
+    """Check ``x.shape == (*leading, *batch, *feature_shape)``; return the batch shape.
+
+    ``leading`` names axes that must be present before the batch axes (e.g. ``("time",)``).
+    """
+    feature_shape = tuple(feature_shape)
+    named = ", ".join(
+        [*leading, "...", *(f"{n}={d}" for n, d in zip(feature_names, feature_shape, strict=True))]
+    )
+    nf, nl = len(feature_shape), len(leading)
+    if x.ndim < nf + nl or tuple(x.shape[x.ndim - nf :]) != feature_shape:
+        fail(where, argument, f"have shape ({named})", shape_text(x.shape))
+    return tuple(x.shape[nl : x.ndim - nf])
+
+
+def check_lengths(
+    where: str, lengths: Any, batch_shape: tuple[int, ...], num_steps: int
+) -> jax.Array:
+    """Validate ``lengths`` (integer, shape == batch shape); clip to ``[0, num_steps]``."""
+    lengths = check_array(where, "lengths", lengths)
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        fail(where, "lengths", "have an integer dtype", str(lengths.dtype), TypeError)
+    if tuple(lengths.shape) != tuple(batch_shape):
+        fail(
+            where,
+            "lengths",
+            f"have the batch shape of xs {shape_text(batch_shape)}",
+            shape_text(lengths.shape),
+        )
+    return jnp.clip(lengths, 0, num_steps)
+
+
+def check_tree_like(where: str, argument: str, tree: Any, expected: Any, hint: str) -> None:
+    """Check that ``tree`` has ``expected``'s structure and leaf shapes (dtypes may differ)."""
+    same = jax.tree.structure(tree) == jax.tree.structure(expected)
+    if same:
+        same = all(
+            jnp.shape(a) == jnp.shape(b)
+            for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(expected), strict=True)
+        )
+    if not same:
+        fail(where, argument, f"match {hint}: {describe(expected)}", describe(tree))
+
+
+def check_choice(where: str, argument: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        fail(where, argument, f"be one of {options}", repr(value))

@@ -1,0 +1,81 @@
+"""What every cell provides, and helpers the cell modules share.
+
+A cell's params type is a frozen dataclass pytree (see :func:`jaxrnn._pytree.params_class`)
+that also carries the cell's equations as methods. A step is split in two, so that the
+unrolling code can choose where the input projection is computed:
+
+    projected = params.input_projection(x)          # x W_x + b_x, no dependence on time
+    carry, y = params.recurrence(carry, projected)   # everything that needs the state
+
+Cells know nothing about time, masking or unrolling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Initializer = Any  # a jax.nn.initializers function: (key, shape, dtype) -> array
+
+
+class Cell:
+    """Interface of a cell's params type. Subclasses are ``@params_class`` dataclasses."""
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Feature shape of one input ``x`` (``(input_size,)`` for vector cells)."""
+        raise NotImplementedError
+
+    @property
+    def output_size(self) -> int:
+        raise NotImplementedError
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
+        raise NotImplementedError
+
+    def input_projection(self, x: jax.Array) -> Any:
+        raise NotImplementedError
+
+    def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
+        raise NotImplementedError
+
+    def step(self, carry: Any, x: jax.Array) -> tuple[Any, jax.Array]:
+        """One time step: ``recurrence(carry, input_projection(x))``."""
+        return self.recurrence(carry, self.input_projection(x))
+
+
+def affine(x: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:
+    """``x @ w + b`` (``b`` may be ``None``), over any leading dims of ``x``."""
+    y = x @ w
+    return y if b is None else y + b
+
+
+def gatewise(init: Initializer, num_gates: int) -> Initializer:
+    """Apply ``init`` to each ``(rows, hidden)`` gate block of a ``(rows, gates*hidden)`` matrix.
+
+    An orthogonal recurrent matrix should be orthogonal per gate, not across gates.
+    """
+
+    def init_blocks(key: jax.Array, shape: tuple[int, int], dtype: Any = jnp.float32):
+        rows, cols = shape
+        keys = jax.random.split(key, num_gates)
+        blocks = [init(k, (rows, cols // num_gates), dtype) for k in keys]
+        return jnp.concatenate(blocks, axis=-1)
+
+    return init_blocks
+
+
+def init_biases(
+    key: jax.Array, bias: bool, size: int, bias_init: Initializer, dtype: Any
+) -> tuple[jax.Array | None, jax.Array | None]:
+    """Input and recurrent biases ``(b_x, b_h)``, both ``None`` when ``bias=False``."""
+    if not bias:
+        return None, None
+    kx, kh = jax.random.split(key)
+    return bias_init(kx, (size,), dtype), bias_init(kh, (size,), dtype)
+
+
+def bias_shape_text(b: jax.Array | None) -> str:
+    return "None" if b is None else str(tuple(b.shape))

@@ -1,0 +1,94 @@
+"""The GRU cell (PyTorch's ``nn.GRU`` / ``nn.GRUCell``, or Cho et al.'s original form)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.nn import initializers
+
+from jaxrnn._pytree import params_class, static_field
+from jaxrnn.cells._base import Cell, Initializer, affine, gatewise, init_biases
+
+
+@params_class
+class GRUParams(Cell):
+    """Parameters of a GRU cell, gates in PyTorch's order r, z, n.
+
+    With ``reset_after=True`` (PyTorch and cuDNN, the default):
+
+    .. math::
+
+        r &= \\sigma(x_t W_{xr} + b_{xr} + h_{t-1} W_{hr} + b_{hr}) \\\\
+        z &= \\sigma(x_t W_{xz} + b_{xz} + h_{t-1} W_{hz} + b_{hz}) \\\\
+        n &= \\tanh(x_t W_{xn} + b_{xn} + r \\odot (h_{t-1} W_{hn} + b_{hn})) \\\\
+        h_t &= (1 - z) \\odot n + z \\odot h_{t-1}
+
+    With ``reset_after=False`` (Cho et al. 2014) the reset gate acts before the matmul:
+    ``n = tanh(x_t W_xn + b_xn + (r * h_{t-1}) W_hn + b_hn)``. Output ``y_t = h_t``.
+    """
+
+    w_x: jax.Array  # shape=(input_size, 3 * hidden_size)
+    w_h: jax.Array  # shape=(hidden_size, 3 * hidden_size)
+    b_x: jax.Array | None  # shape=(3 * hidden_size,), or None without bias
+    b_h: jax.Array | None  # shape=(3 * hidden_size,), or None without bias
+    reset_after: bool = static_field(True)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.w_x.shape[0],)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w_h.shape[0]
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
+        return jnp.zeros((*batch_shape, self.hidden_size), dtype)
+
+    def input_projection(self, x: jax.Array) -> jax.Array:
+        return affine(x, self.w_x, self.b_x)
+
+    def recurrence(self, carry: jax.Array, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h = carry
+        size = self.hidden_size
+        x_rz, x_n = projected[..., : 2 * size], projected[..., 2 * size :]
+        b_rz, b_n = (None, None) if self.b_h is None else (self.b_h[: 2 * size], self.b_h[2 * size :])
+        w_rz, w_n = self.w_h[:, : 2 * size], self.w_h[:, 2 * size :]
+        if self.reset_after:
+            h_all = affine(h, self.w_h, self.b_h)
+            r, z = jnp.split(jax.nn.sigmoid(x_rz + h_all[..., : 2 * size]), 2, axis=-1)
+            n = jnp.tanh(x_n + r * h_all[..., 2 * size :])
+        else:
+            r, z = jnp.split(jax.nn.sigmoid(x_rz + affine(h, w_rz, b_rz)), 2, axis=-1)
+            n = jnp.tanh(x_n + affine(r * h, w_n, b_n))
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+
+def init(
+    key: jax.Array,
+    input_size: int,
+    hidden_size: int,
+    *,
+    reset_after: bool = True,
+    bias: bool = True,
+    kernel_init: Initializer = initializers.lecun_normal(),
+    recurrent_init: Initializer = initializers.orthogonal(),
+    bias_init: Initializer = initializers.zeros,
+    dtype: Any = jnp.float32,
+) -> GRUParams:
+    """GRU params: LeCun-normal ``w_x``, per-gate orthogonal ``w_h``, zero biases."""
+    kx, kh, kb = jax.random.split(key, 3)
+    b_x, b_h = init_biases(kb, bias, 3 * hidden_size, bias_init, dtype)
+    return GRUParams(
+        w_x=kernel_init(kx, (input_size, 3 * hidden_size), dtype),
+        w_h=gatewise(recurrent_init, 3)(kh, (hidden_size, 3 * hidden_size), dtype),
+        b_x=b_x,
+        b_h=b_h,
+        reset_after=bool(reset_after),
+    )

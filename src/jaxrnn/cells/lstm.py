@@ -1,0 +1,102 @@
+"""The LSTM cell (PyTorch's ``nn.LSTM`` / ``nn.LSTMCell``, with optional ``proj_size``)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.nn import initializers
+
+from jaxrnn._pytree import params_class
+from jaxrnn.cells._base import Cell, Initializer, affine, gatewise, init_biases
+
+
+class LSTMState(NamedTuple):
+    """Carry of an LSTM: hidden state and cell state."""
+
+    h: jax.Array  # shape=(..., output_size): proj_size if projected, else hidden_size
+    c: jax.Array  # shape=(..., hidden_size)
+
+
+@params_class
+class LSTMParams(Cell):
+    """Parameters of an LSTM cell, gates in PyTorch's order i, f, g, o.
+
+    .. math::
+
+        [i, f, g, o] &= x_t W_x + b_x + h_{t-1} W_h + b_h \\\\
+        c_t &= \\sigma(f) \\odot c_{t-1} + \\sigma(i) \\odot \\tanh(g) \\\\
+        h_t &= (\\sigma(o) \\odot \\tanh(c_t))\\, W_{proj} \\qquad (W_{proj} = I
+        \\text{ when there is no projection})
+
+    and ``y_t = h_t``. With a projection (PyTorch's ``proj_size``), ``h`` has size
+    ``proj_size`` and ``c`` has size ``hidden_size``.
+    """
+
+    w_x: jax.Array  # shape=(input_size, 4 * hidden_size)
+    w_h: jax.Array  # shape=(output_size, 4 * hidden_size)
+    b_x: jax.Array | None  # shape=(4 * hidden_size,), or None without bias
+    b_h: jax.Array | None  # shape=(4 * hidden_size,), or None without bias
+    w_proj: jax.Array | None = None  # shape=(hidden_size, proj_size), or None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.w_x.shape[0],)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w_x.shape[1] // 4
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size if self.w_proj is None else self.w_proj.shape[1]
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> LSTMState:
+        return LSTMState(
+            h=jnp.zeros((*batch_shape, self.output_size), dtype),
+            c=jnp.zeros((*batch_shape, self.hidden_size), dtype),
+        )
+
+    def input_projection(self, x: jax.Array) -> jax.Array:
+        return affine(x, self.w_x, self.b_x)
+
+    def recurrence(self, carry: LSTMState, projected: jax.Array) -> tuple[LSTMState, jax.Array]:
+        gates = projected + affine(carry.h, self.w_h, self.b_h)
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        if self.w_proj is not None:
+            h = h @ self.w_proj
+        return LSTMState(h=h, c=c), h
+
+
+def init(
+    key: jax.Array,
+    input_size: int,
+    hidden_size: int,
+    *,
+    proj_size: int = 0,
+    bias: bool = True,
+    forget_bias: float = 1.0,
+    kernel_init: Initializer = initializers.lecun_normal(),
+    recurrent_init: Initializer = initializers.orthogonal(),
+    bias_init: Initializer = initializers.zeros,
+    proj_init: Initializer = initializers.lecun_normal(),
+    dtype: Any = jnp.float32,
+) -> LSTMParams:
+    """LSTM params: LeCun-normal ``w_x``, per-gate orthogonal ``w_h``, zero biases except
+    ``forget_bias`` (default 1, Jozefowicz et al. 2015) added to the forget gate of ``b_x``.
+    """
+    kx, kh, kb, kp = jax.random.split(key, 4)
+    output_size = proj_size or hidden_size
+    b_x, b_h = init_biases(kb, bias, 4 * hidden_size, bias_init, dtype)
+    if b_x is not None and forget_bias:
+        b_x = b_x.at[hidden_size : 2 * hidden_size].add(forget_bias)
+    return LSTMParams(
+        w_x=kernel_init(kx, (input_size, 4 * hidden_size), dtype),
+        w_h=gatewise(recurrent_init, 4)(kh, (output_size, 4 * hidden_size), dtype),
+        b_x=b_x,
+        b_h=b_h,
+        w_proj=proj_init(kp, (hidden_size, proj_size), dtype) if proj_size else None,
+    )

@@ -1,0 +1,81 @@
+"""The Elman RNN cell (PyTorch's ``nn.RNN`` / ``nn.RNNCell``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.nn import initializers
+
+from jaxrnn._checks import check_choice
+from jaxrnn._pytree import params_class, static_field
+from jaxrnn.cells._base import Cell, Initializer, affine, init_biases
+
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+@params_class
+class RNNParams(Cell):
+    """Parameters of an Elman RNN cell.
+
+    .. math::
+
+        h_t = \\mathrm{act}(x_t W_x + b_x + h_{t-1} W_h + b_h), \\qquad y_t = h_t
+
+    with ``act`` = ``tanh`` or ``relu``. Two biases, as in PyTorch, so that weights
+    round-trip exactly.
+    """
+
+    w_x: jax.Array  # shape=(input_size, hidden_size)
+    w_h: jax.Array  # shape=(hidden_size, hidden_size)
+    b_x: jax.Array | None  # shape=(hidden_size,), or None without bias
+    b_h: jax.Array | None  # shape=(hidden_size,), or None without bias
+    activation: str = static_field("tanh")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.w_x.shape[0],)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w_h.shape[0]
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
+        return jnp.zeros((*batch_shape, self.hidden_size), dtype)
+
+    def input_projection(self, x: jax.Array) -> jax.Array:
+        return affine(x, self.w_x, self.b_x)
+
+    def recurrence(self, carry: jax.Array, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h = ACTIVATIONS[self.activation](projected + affine(carry, self.w_h, self.b_h))
+        return h, h
+
+
+def init(
+    key: jax.Array,
+    input_size: int,
+    hidden_size: int,
+    *,
+    activation: str = "tanh",
+    bias: bool = True,
+    kernel_init: Initializer = initializers.lecun_normal(),
+    recurrent_init: Initializer = initializers.orthogonal(),
+    bias_init: Initializer = initializers.zeros,
+    dtype: Any = jnp.float32,
+) -> RNNParams:
+    """Elman cell params: LeCun-normal ``w_x``, orthogonal ``w_h``, zero biases."""
+    check_choice("init_params", "activation", activation, tuple(ACTIVATIONS))
+    kx, kh, kb = jax.random.split(key, 3)
+    b_x, b_h = init_biases(kb, bias, hidden_size, bias_init, dtype)
+    return RNNParams(
+        w_x=kernel_init(kx, (input_size, hidden_size), dtype),
+        w_h=recurrent_init(kh, (hidden_size, hidden_size), dtype),
+        b_x=b_x,
+        b_h=b_h,
+        activation=activation,
+    )

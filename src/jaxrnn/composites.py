@@ -1,0 +1,178 @@
+"""Composites: a stack of layers and a bidirectional pair. Both are params too.
+
+A composite has the same structural interface as a cell (``input_shape``, ``output_size``,
+``zero_carry``), so composites nest: a stack of bidirectional layers, or a bidirectional
+pair of stacks. How they run over time lives in :mod:`jaxrnn.unrolling`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn._checks import check_choice, fail
+from jaxrnn._pytree import params_class, static_field
+
+MERGES = ("concat", "sum", "mean")
+
+
+class BidirectionalState(NamedTuple):
+    """Carry of a bidirectional pair: one carry per direction."""
+
+    forward: Any
+    backward: Any
+
+
+@params_class
+class Bidirectional:
+    """A forward and a backward RNN over the same inputs, outputs merged per step.
+
+    See :func:`bidirectional`.
+    """
+
+    forward: Any  # params of the forward direction
+    backward: Any  # params of the backward direction
+    merge: str = static_field("concat")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.forward.input_shape
+
+    @property
+    def output_size(self) -> int:
+        size = self.forward.output_size
+        return 2 * size if self.merge == "concat" else size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> BidirectionalState:
+        return BidirectionalState(
+            self.forward.zero_carry(batch_shape, dtype),
+            self.backward.zero_carry(batch_shape, dtype),
+        )
+
+    def merge_outputs(self, ys_forward: jax.Array, ys_backward: jax.Array) -> jax.Array:
+        if self.merge == "concat":
+            return jnp.concatenate([ys_forward, ys_backward], axis=-1)
+        if self.merge == "sum":
+            return ys_forward + ys_backward
+        return (ys_forward + ys_backward) / 2
+
+
+@params_class
+class Stack:
+    """Layers run one after the other over time, each layer's ``ys`` the next one's ``xs``.
+
+    See :func:`stack`.
+    """
+
+    layers: tuple[Any, ...]  # params of each layer, bottom first
+    dropout: float = static_field(0.0)  # rate between layers, applied only with a key
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.layers[0].input_shape
+
+    @property
+    def output_size(self) -> int:
+        return self.layers[-1].output_size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> tuple[Any, ...]:
+        return tuple(layer.zero_carry(batch_shape, dtype) for layer in self.layers)
+
+
+def bidirectional(forward: Any, backward: Any, *, merge: str = "concat") -> Bidirectional:
+    """Run ``forward`` over the sequence and ``backward`` over it reversed; merge outputs.
+
+    At every step ``t`` (with ``ys_b`` aligned to input positions, see ``unroll``'s
+    ``reverse``)::
+
+        carry_f, ys_f = unroll(forward, carry.forward, xs, lengths=lengths)
+        carry_b, ys_b = unroll(backward, carry.backward, xs, lengths=lengths, reverse=True)
+        ys = concat([ys_f, ys_b], -1)   # merge="concat"; "sum": ys_f + ys_b; "mean": average
+        carry = BidirectionalState(carry_f, carry_b)
+
+    Args:
+      forward: params of the forward direction (a cell or a composite).
+      backward: params of the backward direction, same input size.
+      merge: ``"concat"`` (output size doubles), ``"sum"`` or ``"mean"`` (sizes must match).
+
+    Returns:
+      A :class:`Bidirectional` params pytree.
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> kf, kb = jax.random.split(jax.random.key(0))
+      >>> bi = jaxrnn.bidirectional(jaxrnn.init_params(kf, "gru", 3, 8),
+      ...                           jaxrnn.init_params(kb, "gru", 3, 8))
+      >>> bi.output_size
+      16
+    """
+    check_choice("bidirectional", "merge", merge, MERGES)
+    for name, part in (("forward", forward), ("backward", backward)):
+        if not hasattr(part, "input_shape"):
+            fail("bidirectional", name, "be jaxrnn params", type(part).__name__, TypeError)
+    if forward.input_shape != backward.input_shape:
+        fail(
+            "bidirectional",
+            "backward",
+            f"take the same input shape as forward {forward.input_shape}",
+            str(backward.input_shape),
+        )
+    if merge != "concat" and forward.output_size != backward.output_size:
+        fail(
+            "bidirectional",
+            "backward",
+            f"have forward's output_size={forward.output_size} for merge={merge!r}",
+            str(backward.output_size),
+        )
+    return Bidirectional(forward=forward, backward=backward, merge=merge)
+
+
+def stack(layers: Sequence[Any], *, dropout: float = 0.0) -> Stack:
+    """Stack layers: each layer runs over the whole sequence, feeding the next.
+
+    Equivalent to::
+
+        new_carry = []
+        for i, layer in enumerate(layers):
+            carry_i, xs = unroll(layer, carry[i], xs, lengths=lengths)
+            if key is not None and i < len(layers) - 1:
+                xs = dropout_(xs, rate=dropout)   # as PyTorch's nn.LSTM(dropout=...)
+            new_carry.append(carry_i)
+        return tuple(new_carry), xs
+
+    Args:
+      layers: params of each layer, bottom first; layer ``i + 1``'s input size must be
+        layer ``i``'s output size.
+      dropout: rate of dropout on the outputs of every layer but the last, applied only
+        when ``unroll`` gets a ``key``.
+
+    Returns:
+      A :class:`Stack` params pytree; its carry is a tuple with one carry per layer.
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> k1, k2 = jax.random.split(jax.random.key(0))
+      >>> deep = jaxrnn.stack([jaxrnn.init_params(k1, "lstm", 3, 16),
+      ...                      jaxrnn.init_params(k2, "lstm", 16, 16)])
+      >>> len(jaxrnn.init_carry(deep, batch_shape=(4,)))
+      2
+    """
+    layers = tuple(layers)
+    if not layers:
+        fail("stack", "layers", "be a non-empty sequence of params", "an empty sequence")
+    for i, layer in enumerate(layers):
+        if not hasattr(layer, "input_shape"):
+            fail("stack", f"layers[{i}]", "be jaxrnn params", type(layer).__name__, TypeError)
+        if i and layer.input_shape != (layers[i - 1].output_size,):
+            fail(
+                "stack",
+                f"layers[{i}]",
+                f"take input_size={layers[i - 1].output_size} (layers[{i - 1}].output_size)",
+                f"input_shape={layer.input_shape}",
+            )
+    if not 0.0 <= float(dropout) < 1.0:
+        fail("stack", "dropout", "be in [0, 1)", repr(dropout))
+    return Stack(layers=layers, dropout=float(dropout))

@@ -1,0 +1,118 @@
+"""``init_params``: build cell, stacked and bidirectional params from a key."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import jax
+
+from jaxrnn._checks import fail
+from jaxrnn.cells import CELL_INITS
+from jaxrnn.composites import bidirectional as make_bidirectional
+from jaxrnn.composites import stack
+
+__all__ = ["init_params"]
+
+
+def _cell_options(cell: str) -> tuple[str, ...]:
+    signature = inspect.signature(CELL_INITS[cell])
+    return tuple(
+        name for name, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY
+    )
+
+
+def _check_size(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        fail("init_params", name, "be a positive int", repr(value), TypeError)
+    return value
+
+
+def init_params(
+    key: jax.Array,
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    *,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    **cell_options: Any,
+) -> Any:
+    """Initialize the params of a cell, a stack of layers, or bidirectional layers.
+
+    Cells (equations in each params type's docstring):
+
+    - ``"rnn"``: Elman, ``h' = act(x W_x + b_x + h W_h + b_h)``; option ``activation``
+      (``"tanh"`` or ``"relu"``). Params :class:`~jaxrnn.RNNParams`.
+    - ``"lstm"``: gates i, f, g, o; ``c' = f*c + i*g``, ``h' = o*tanh(c')``; options
+      ``proj_size`` (PyTorch's projection), ``forget_bias`` (default 1.0, added to
+      ``b_x``'s forget gate). Params :class:`~jaxrnn.LSTMParams`.
+    - ``"gru"``: gates r, z, n; ``n = tanh(x W_xn + b_xn + r*(h W_hn + b_hn))``,
+      ``h' = (1-z)*n + z*h``; option ``reset_after`` (default ``True``, PyTorch/cuDNN;
+      ``False`` is Cho et al. 2014, ``n = tanh(x W_xn + b_xn + (r*h) W_hn + b_hn)``).
+      Params :class:`~jaxrnn.GRUParams`.
+
+    Options for every cell: ``bias`` (default ``True``), ``kernel_init`` (input weights,
+    default ``lecun_normal()``), ``recurrent_init`` (default ``orthogonal()``, applied per
+    gate), ``bias_init`` (default ``zeros``), ``dtype`` (default ``float32``). Any
+    ``jax.nn.initializers`` function can be passed. Unknown options raise ``TypeError``.
+
+    Args:
+      key: a PRNG key (``jax.random.key(seed)``).
+      cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+      input_size: features of each input step.
+      hidden_size: state size of each layer (and direction).
+      num_layers: ``> 1`` returns a :func:`~jaxrnn.stack`; layers after the first take
+        the previous layer's output size as input size.
+      bidirectional: make each layer a :func:`~jaxrnn.bidirectional` pair (concat merge).
+      dropout: rate of dropout between layers (as PyTorch's ``dropout``), applied only
+        when ``unroll`` gets a key.
+      **cell_options: the cell's options above.
+
+    Returns:
+      Params: a cell's params type, a :class:`~jaxrnn.Bidirectional`, or a
+      :class:`~jaxrnn.Stack` when ``num_layers > 1``.
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4)
+      >>> print(params)
+      LSTMParams(w_x=float32[3,16], w_h=float32[4,16], b_x=float32[16], b_h=float32[16], w_proj=None)
+    """
+    if cell not in CELL_INITS:
+        known = ", ".join(repr(c) for c in CELL_INITS)
+        fail("init_params", "cell", f"be one of {known}", repr(cell))
+    allowed = _cell_options(cell)
+    unknown = sorted(set(cell_options) - set(allowed))
+    if unknown:
+        fail(
+            "init_params",
+            "cell_options",
+            f"be options of cell {cell!r} ({', '.join(allowed)})",
+            ", ".join(unknown),
+            TypeError,
+        )
+    _check_size("input_size", input_size)
+    _check_size("hidden_size", hidden_size)
+    _check_size("num_layers", num_layers)
+    if num_layers == 1 and dropout:
+        fail("init_params", "dropout", "be 0 with num_layers=1 (it acts between layers)",
+             repr(dropout))
+    init_cell = CELL_INITS[cell]
+    layers = []
+    size = input_size
+    for layer_key in jax.random.split(key, num_layers):
+        if bidirectional:
+            kf, kb = jax.random.split(layer_key)
+            layer = make_bidirectional(
+                init_cell(kf, size, hidden_size, **cell_options),
+                init_cell(kb, size, hidden_size, **cell_options),
+            )
+        else:
+            layer = init_cell(layer_key, size, hidden_size, **cell_options)
+        layers.append(layer)
+        size = layer.output_size
+    if num_layers == 1:
+        return layers[0]
+    return stack(layers, dropout=dropout)

@@ -1,0 +1,282 @@
+"""Running params over time: ``init_carry``, ``cell_step`` and ``unroll``.
+
+Variable lengths are handled in exactly one way: a boolean ``valid[t, ...] = t < length``
+mask. Masked steps leave the carry as it was and emit zeros, and masked inputs are
+replaced by zeros before any arithmetic, so neither values nor gradients of padding leak.
+A reversed run is ``lax.scan(..., reverse=True)`` under the same mask: it first passes the
+padding (carry untouched), then visits each sequence's valid steps from ``length - 1``
+down to ``0``, with outputs at their input positions. No gather is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxrnn._checks import (
+    check_array,
+    check_features,
+    check_floating,
+    check_lengths,
+    check_tree_like,
+    fail,
+)
+from jaxrnn.composites import Bidirectional, BidirectionalState, Stack
+from jaxrnn.dropout import dropout
+
+__all__ = ["cell_step", "init_carry", "unroll"]
+
+
+def _param_dtype(params: Any) -> Any:
+    for leaf in jax.tree.leaves(params):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact):
+            return leaf.dtype
+    return jnp.float32
+
+
+def _check_params(where: str, params: Any) -> None:
+    if not hasattr(params, "zero_carry"):
+        fail(
+            where,
+            "params",
+            "be jaxrnn params (from init_params, stack, bidirectional or from_torch)",
+            type(params).__name__,
+            TypeError,
+        )
+
+
+def init_carry(params: Any, batch_shape: tuple[int, ...] = ()) -> Any:
+    """The zero initial state of ``params`` for inputs with leading ``batch_shape``.
+
+    The structure follows the params: an array ``h`` for ``"rnn"`` and ``"gru"``,
+    ``LSTMState(h, c)`` for ``"lstm"``, a tuple with one carry per layer for a
+    :func:`~jaxrnn.stack`, a ``BidirectionalState(forward, backward)`` for a
+    :func:`~jaxrnn.bidirectional` pair. The dtype is the params' dtype.
+
+    Args:
+      params: cell or composite params.
+      batch_shape: the leading dims of ``x`` before the features, e.g. ``(batch,)``.
+
+    Returns:
+      A carry pytree whose arrays have shape ``(*batch_shape, state_size)``.
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 5)
+      >>> jaxrnn.init_carry(params, (2,)).c.shape
+      (2, 5)
+    """
+    _check_params("init_carry", params)
+    try:
+        batch_shape = tuple(int(d) for d in batch_shape)
+    except TypeError:
+        fail("init_carry", "batch_shape", "be a tuple of ints", repr(batch_shape), TypeError)
+    return params.zero_carry(batch_shape, _param_dtype(params))
+
+
+def _check_carry(where: str, params: Any, carry: Any, batch_shape: tuple[int, ...]) -> None:
+    expected = jax.eval_shape(lambda: init_carry(params, batch_shape))
+    check_tree_like(
+        where, "carry", carry, expected, f"init_carry(params, batch_shape={batch_shape})"
+    )
+
+
+def _with_dtypes(new: Any, old: Any) -> Any:
+    """Keep the carry's dtype: a carry never changes type from one step to the next."""
+    return jax.tree.map(lambda n, o: n.astype(o.dtype), new, old)
+
+
+def _step(params: Any, carry: Any, x: jax.Array) -> tuple[Any, jax.Array]:
+    if isinstance(params, Stack):
+        new_carry = []
+        for layer, layer_carry in zip(params.layers, carry, strict=True):
+            layer_carry, x = _step(layer, layer_carry, x)
+            new_carry.append(layer_carry)
+        return tuple(new_carry), x
+    new, y = params.step(carry, x)
+    return _with_dtypes(new, carry), y
+
+
+def _contains_bidirectional(params: Any) -> bool:
+    if isinstance(params, Bidirectional):
+        return True
+    return isinstance(params, Stack) and any(map(_contains_bidirectional, params.layers))
+
+
+def cell_step(params: Any, carry: Any, x: ArrayLike) -> tuple[Any, jax.Array]:
+    """One time step, with the signature of a ``lax.scan`` body.
+
+    For a cell this is the cell's equation (see its params type). For a
+    :func:`~jaxrnn.stack` of unidirectional layers it steps each layer in turn, the output
+    of layer ``i`` being the input of layer ``i + 1`` (no dropout: ``cell_step`` is the
+    deterministic step used for generation). A bidirectional pair has no single step (its
+    backward direction needs the future), so it is rejected.
+
+    Args:
+      params: cell params, or a stack of unidirectional layers.
+      carry: state from :func:`init_carry` (or ``None`` for the zero state).
+      x: input ``(..., input_size)`` with any leading batch dims.
+
+    Returns:
+      ``(carry, y)`` with ``y`` of shape ``(..., output_size)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_params(jax.random.key(0), "gru", 3, 4)
+      >>> carry, y = jaxrnn.cell_step(params, None, jnp.ones((2, 3)))
+      >>> y.shape, carry.shape
+      ((2, 4), (2, 4))
+    """
+    _check_params("cell_step", params)
+    if _contains_bidirectional(params):
+        fail(
+            "cell_step",
+            "params",
+            "be a cell or a stack of unidirectional layers (a bidirectional RNN needs the "
+            "whole sequence: use unroll)",
+            type(params).__name__,
+        )
+    x = check_array("cell_step", "x", x)
+    check_floating("cell_step", "x", x)
+    batch_shape = check_features("cell_step", "x", x, params.input_shape, ())
+    if carry is None:
+        dtype = jnp.result_type(_param_dtype(params), x.dtype)
+        carry = params.zero_carry(batch_shape, dtype)
+    else:
+        _check_carry("cell_step", params, carry, batch_shape)
+    return _step(params, carry, x)
+
+
+def _expand_to(mask: jax.Array, leaf: jax.Array) -> jax.Array:
+    """Broadcastable mask: ``mask`` has the batch dims, ``leaf`` trailing feature dims too."""
+    return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
+
+
+def _unroll_cell(params, carry, xs, valid, reverse, unroll, remat):
+    def body(carry, inputs):
+        x, valid_t = inputs
+        new, y = params.step(carry, x)
+        new = _with_dtypes(new, carry)
+        if valid_t is not None:
+            new = jax.tree.map(lambda n, o: jnp.where(_expand_to(valid_t, n), n, o), new, carry)
+            y = jnp.where(_expand_to(valid_t, y), y, jnp.zeros_like(y))
+        return new, y
+
+    if remat:
+        body = jax.checkpoint(body)
+    return jax.lax.scan(body, carry, (xs, valid), reverse=reverse, unroll=unroll)
+
+
+def _unroll(params, carry, xs, valid, reverse, key, unroll, remat):
+    if isinstance(params, Stack):
+        n = len(params.layers)
+        keys = [None] * (2 * n) if key is None else list(jax.random.split(key, 2 * n))
+        new_carry = []
+        for i, (layer, layer_carry) in enumerate(zip(params.layers, carry, strict=True)):
+            layer_carry, xs = _unroll(layer, layer_carry, xs, valid, reverse, keys[i], unroll, remat)
+            if keys[n + i] is not None and i < n - 1 and params.dropout > 0:
+                xs = dropout(keys[n + i], xs, params.dropout)
+            new_carry.append(layer_carry)
+        return tuple(new_carry), xs
+    if isinstance(params, Bidirectional):
+        kf, kb = (None, None) if key is None else jax.random.split(key)
+        carry_f, ys_f = _unroll(params.forward, carry.forward, xs, valid, reverse, kf, unroll, remat)
+        carry_b, ys_b = _unroll(
+            params.backward, carry.backward, xs, valid, not reverse, kb, unroll, remat
+        )
+        return BidirectionalState(carry_f, carry_b), params.merge_outputs(ys_f, ys_b)
+    return _unroll_cell(params, carry, xs, valid, reverse, unroll, remat)
+
+
+def _check_key(where: str, key: Any) -> None:
+    is_typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    is_raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
+    if not (is_typed and key.shape == ()) and not is_raw:
+        got = describe_key(key)
+        fail(where, "key", "be a single PRNG key (jax.random.key(seed)) or None", got, TypeError)
+
+
+def describe_key(key: Any) -> str:
+    if isinstance(key, jax.Array):
+        return f"{key.dtype}{list(key.shape)}"
+    return type(key).__name__
+
+
+def unroll(
+    params: Any,
+    carry: Any,
+    xs: ArrayLike,
+    *,
+    lengths: ArrayLike | None = None,
+    reverse: bool = False,
+    key: jax.Array | None = None,
+    unroll: int | bool = 1,
+    remat: bool = False,
+) -> tuple[Any, jax.Array]:
+    """Run params over a time-major sequence with ``lax.scan``: BPTT is ``jax.grad`` of it.
+
+    For a cell, equivalent to this loop (with ``lengths=None``, ``reverse=False``)::
+
+        ys = []
+        for t in range(xs.shape[0]):
+            carry, y = cell_step(params, carry, xs[t])
+            ys.append(y)
+        return carry, jnp.stack(ys)
+
+    With ``lengths``, steps ``t >= lengths[b]`` of sequence ``b`` leave its carry
+    unchanged and give ``ys[t, b] = 0``, so the returned carry is the state after each
+    sequence's last valid step; padding values never reach outputs or gradients.
+    With ``reverse=True`` each sequence runs backward over its own valid steps, from
+    ``lengths[b] - 1`` down to ``0``, with ``ys`` at the input positions and padding
+    left at the end. Composites (:func:`~jaxrnn.stack`, :func:`~jaxrnn.bidirectional`)
+    run layer by layer, each layer over the whole sequence.
+
+    Args:
+      params: cell or composite params.
+      carry: initial state (see :func:`init_carry`), or ``None`` for the zero state of the
+        batch shape of ``xs``.
+      xs: inputs ``(time, ..., input_size)``: time first, then any batch dims.
+      lengths: optional integer array with the batch shape of ``xs``: the number of valid
+        steps of each sequence. Values are clipped to ``[0, time]``; a length of 0 gives
+        back the initial carry and all-zero outputs.
+      reverse: run each sequence from its last valid step to its first.
+      key: PRNG key for dropout between stacked layers; ``None`` (evaluation) applies none.
+      unroll: passed to ``lax.scan``: how many steps each loop iteration runs.
+      remat: recompute each step in the backward pass (``jax.checkpoint``), trading
+        compute for memory on long sequences.
+
+    Returns:
+      ``(carry, ys)``: the final carry and outputs ``(time, ..., output_size)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 8, num_layers=2,
+      ...                             bidirectional=True)
+      >>> xs = jnp.ones((5, 2, 3))  # (time, batch, input_size)
+      >>> carry, ys = jaxrnn.unroll(params, None, xs, lengths=jnp.array([5, 3]))
+      >>> ys.shape
+      (5, 2, 16)
+      >>> bool(jnp.all(ys[3:, 1] == 0))
+      True
+    """
+    _check_params("unroll", params)
+    xs = check_array("unroll", "xs", xs)
+    check_floating("unroll", "xs", xs)
+    batch_shape = check_features("unroll", "xs", xs, params.input_shape, ("time",))
+    num_steps = xs.shape[0]
+    if carry is None:
+        carry = params.zero_carry(batch_shape, jnp.result_type(_param_dtype(params), xs.dtype))
+    else:
+        _check_carry("unroll", params, carry, batch_shape)
+    if key is not None:
+        _check_key("unroll", key)
+    valid = None
+    if lengths is not None:
+        lengths = check_lengths("unroll", lengths, batch_shape, num_steps)
+        steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * len(batch_shape))
+        valid = steps < lengths
+        xs = jnp.where(_expand_to(valid, xs), xs, jnp.zeros_like(xs))
+    return _unroll(params, carry, xs, valid, bool(reverse), key, unroll, remat)
