@@ -17,9 +17,7 @@ __all__ = ["init_params"]
 
 def _cell_options(cell: str) -> tuple[str, ...]:
     signature = inspect.signature(CELL_INITS[cell])
-    return tuple(
-        name for name, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY
-    )
+    return tuple(name for name, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY)
 
 
 def _check_size(name: str, value: Any) -> int:
@@ -78,7 +76,8 @@ def init_params(
       >>> import jax, jaxrnn
       >>> params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4)
       >>> print(params)
-      LSTMParams(w_x=float32[3,16], w_h=float32[4,16], b_x=float32[16], b_h=float32[16], w_proj=None)
+      LSTMParams(w_x=float32[3,16], w_h=float32[4,16], b_x=float32[16], b_h=float32[16],
+                 w_proj=None)
     """
     if cell not in CELL_INITS:
         known = ", ".join(repr(c) for c in CELL_INITS)
@@ -97,8 +96,12 @@ def init_params(
     _check_size("hidden_size", hidden_size)
     _check_size("num_layers", num_layers)
     if num_layers == 1 and dropout:
-        fail("init_params", "dropout", "be 0 with num_layers=1 (it acts between layers)",
-             repr(dropout))
+        fail(
+            "init_params",
+            "dropout",
+            "be 0 with num_layers=1 (it acts between layers)",
+            repr(dropout),
+        )
     init_cell = CELL_INITS[cell]
     layers = []
     size = input_size

@@ -10,7 +10,8 @@ down to ``0``, with outputs at their input positions. No gather is needed.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ from jax.typing import ArrayLike
 
 from jaxrnn._checks import (
     check_array,
+    check_choice,
     check_features,
     check_floating,
     check_lengths,
@@ -155,7 +157,52 @@ def _expand_to(mask: jax.Array, leaf: jax.Array) -> jax.Array:
     return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
 
 
-def _unroll_cell(params, carry, xs, valid, reverse, unroll, remat):
+class Run(NamedTuple):
+    """How one ``unroll`` call runs, passed down through composites unchanged except
+    where a composite changes it (a backward direction flips ``reverse``; a stack splits
+    ``key``)."""
+
+    valid: jax.Array | None  # shape=(time, *batch), bool: t < lengths; None without lengths
+    reverse: bool
+    key: jax.Array | None  # PRNG key, None in evaluation mode
+    unroll: int | bool  # passed to lax.scan
+    remat: bool
+    method: str  # "sequential", or a method registered with register_method
+
+
+#: ``type(params) -> unroller(params, carry, xs, run) -> (carry, ys)``. Composites and
+#: wrappers register here; a type not registered is a cell and runs by ``run.method``.
+_UNROLLERS: dict[type, Callable[[Any, Any, jax.Array, Run], tuple[Any, jax.Array]]] = {}
+
+#: ``method name -> unroller(cell, carry, xs, run) -> (carry, ys)`` for cells.
+_METHODS: dict[str, Callable[[Any, Any, jax.Array, Run], tuple[Any, jax.Array]]] = {}
+
+
+def register_unroller(params_type: type, unroller: Callable) -> None:
+    """Make ``unroll`` run params of ``params_type`` with ``unroller(params, carry, xs, run)``.
+
+    For composites and wrappers defined outside this module; they call
+    :func:`unroll_params` for their parts.
+    """
+    _UNROLLERS[params_type] = unroller
+
+
+def register_method(name: str, unroller: Callable) -> None:
+    """Add ``unroll(..., method=name)`` for cells: ``unroller(cell, carry, xs, run)``."""
+    _METHODS[name] = unroller
+
+
+def unroll_params(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
+    """``unroll`` after validation: dispatch on the params type, then on ``run.method``."""
+    unroller = _UNROLLERS.get(type(params))
+    if unroller is None:
+        unroller = _METHODS[run.method]
+    return unroller(params, carry, xs, run)
+
+
+def scan_cell(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
+    """The sequential method: one ``params.step`` per ``lax.scan`` iteration, masked."""
+
     def body(carry, inputs):
         x, valid_t = inputs
         new, y = params.step(carry, x)
@@ -165,30 +212,34 @@ def _unroll_cell(params, carry, xs, valid, reverse, unroll, remat):
             y = jnp.where(_expand_to(valid_t, y), y, jnp.zeros_like(y))
         return new, y
 
-    if remat:
+    if run.remat:
         body = jax.checkpoint(body)
-    return jax.lax.scan(body, carry, (xs, valid), reverse=reverse, unroll=unroll)
+    return jax.lax.scan(body, carry, (xs, run.valid), reverse=run.reverse, unroll=run.unroll)
 
 
-def _unroll(params, carry, xs, valid, reverse, key, unroll, remat):
-    if isinstance(params, Stack):
-        n = len(params.layers)
-        keys = [None] * (2 * n) if key is None else list(jax.random.split(key, 2 * n))
-        new_carry = []
-        for i, (layer, layer_carry) in enumerate(zip(params.layers, carry, strict=True)):
-            layer_carry, xs = _unroll(layer, layer_carry, xs, valid, reverse, keys[i], unroll, remat)
-            if keys[n + i] is not None and i < n - 1 and params.dropout > 0:
-                xs = dropout(keys[n + i], xs, params.dropout)
-            new_carry.append(layer_carry)
-        return tuple(new_carry), xs
-    if isinstance(params, Bidirectional):
-        kf, kb = (None, None) if key is None else jax.random.split(key)
-        carry_f, ys_f = _unroll(params.forward, carry.forward, xs, valid, reverse, kf, unroll, remat)
-        carry_b, ys_b = _unroll(
-            params.backward, carry.backward, xs, valid, not reverse, kb, unroll, remat
-        )
-        return BidirectionalState(carry_f, carry_b), params.merge_outputs(ys_f, ys_b)
-    return _unroll_cell(params, carry, xs, valid, reverse, unroll, remat)
+def _unroll_stack(params: Stack, carry: tuple, xs: jax.Array, run: Run):
+    n = len(params.layers)
+    keys = [None] * (2 * n) if run.key is None else list(jax.random.split(run.key, 2 * n))
+    new_carry = []
+    for i, (layer, layer_carry) in enumerate(zip(params.layers, carry, strict=True)):
+        layer_carry, xs = unroll_params(layer, layer_carry, xs, run._replace(key=keys[i]))
+        if keys[n + i] is not None and i < n - 1 and params.dropout > 0:
+            xs = dropout(keys[n + i], xs, params.dropout)
+        new_carry.append(layer_carry)
+    return tuple(new_carry), xs
+
+
+def _unroll_bidirectional(params: Bidirectional, carry: BidirectionalState, xs, run: Run):
+    kf, kb = (None, None) if run.key is None else jax.random.split(run.key)
+    carry_f, ys_f = unroll_params(params.forward, carry.forward, xs, run._replace(key=kf))
+    backward_run = run._replace(key=kb, reverse=not run.reverse)
+    carry_b, ys_b = unroll_params(params.backward, carry.backward, xs, backward_run)
+    return BidirectionalState(carry_f, carry_b), params.merge_outputs(ys_f, ys_b)
+
+
+register_method("sequential", scan_cell)
+register_unroller(Stack, _unroll_stack)
+register_unroller(Bidirectional, _unroll_bidirectional)
 
 
 def _check_key(where: str, key: Any) -> None:
@@ -215,6 +266,7 @@ def unroll(
     key: jax.Array | None = None,
     unroll: int | bool = 1,
     remat: bool = False,
+    method: str = "sequential",
 ) -> tuple[Any, jax.Array]:
     """Run params over a time-major sequence with ``lax.scan``: BPTT is ``jax.grad`` of it.
 
@@ -247,6 +299,7 @@ def unroll(
       unroll: passed to ``lax.scan``: how many steps each loop iteration runs.
       remat: recompute each step in the backward pass (``jax.checkpoint``), trading
         compute for memory on long sequences.
+      method: how cells run over time: ``"sequential"`` (``lax.scan``, every cell).
 
     Returns:
       ``(carry, ys)``: the final carry and outputs ``(time, ..., output_size)``.
@@ -273,10 +326,12 @@ def unroll(
         _check_carry("unroll", params, carry, batch_shape)
     if key is not None:
         _check_key("unroll", key)
+    check_choice("unroll", "method", method, tuple(_METHODS))
     valid = None
     if lengths is not None:
         lengths = check_lengths("unroll", lengths, batch_shape, num_steps)
         steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * len(batch_shape))
         valid = steps < lengths
         xs = jnp.where(_expand_to(valid, xs), xs, jnp.zeros_like(xs))
-    return _unroll(params, carry, xs, valid, bool(reverse), key, unroll, remat)
+    run = Run(valid, bool(reverse), key, unroll, bool(remat), method)
+    return unroll_params(params, carry, xs, run)

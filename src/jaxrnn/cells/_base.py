@@ -19,6 +19,9 @@ import jax.numpy as jnp
 
 Initializer = Any  # a jax.nn.initializers function: (key, shape, dtype) -> array
 
+LECUN_NORMAL = jax.nn.initializers.lecun_normal()  # default for input weights w_x
+ORTHOGONAL = jax.nn.initializers.orthogonal()  # default for recurrent weights w_h, per gate
+
 
 class Cell:
     """Interface of a cell's params type. Subclasses are ``@params_class`` dataclasses."""

@@ -9,7 +9,12 @@ import jax.numpy as jnp
 from jax.nn import initializers
 
 from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import Cell, Initializer, affine, gatewise, init_biases
+from jaxrnn.cells._base import (
+    LECUN_NORMAL,
+    ORTHOGONAL,
+    Cell,
+    Initializer,
+    affine, gatewise, init_biases
 
 
 @params_class
@@ -57,7 +62,9 @@ class GRUParams(Cell):
         h = carry
         size = self.hidden_size
         x_rz, x_n = projected[..., : 2 * size], projected[..., 2 * size :]
-        b_rz, b_n = (None, None) if self.b_h is None else (self.b_h[: 2 * size], self.b_h[2 * size :])
+        b_rz, b_n = (
+            (None, None) if self.b_h is None else (self.b_h[: 2 * size], self.b_h[2 * size :])
+        )
         w_rz, w_n = self.w_h[:, : 2 * size], self.w_h[:, 2 * size :]
         if self.reset_after:
             h_all = affine(h, self.w_h, self.b_h)
@@ -77,8 +84,8 @@ def init(
     *,
     reset_after: bool = True,
     bias: bool = True,
-    kernel_init: Initializer = initializers.lecun_normal(),
-    recurrent_init: Initializer = initializers.orthogonal(),
+    kernel_init: Initializer = LECUN_NORMAL,
+    recurrent_init: Initializer = ORTHOGONAL,
     bias_init: Initializer = initializers.zeros,
     dtype: Any = jnp.float32,
 ) -> GRUParams:

@@ -9,7 +9,12 @@ import jax.numpy as jnp
 from jax.nn import initializers
 
 from jaxrnn._pytree import params_class
-from jaxrnn.cells._base import Cell, Initializer, affine, gatewise, init_biases
+from jaxrnn.cells._base import (
+    LECUN_NORMAL,
+    ORTHOGONAL,
+    Cell,
+    Initializer,
+    affine, gatewise, init_biases
 
 
 class LSTMState(NamedTuple):
@@ -79,10 +84,10 @@ def init(
     proj_size: int = 0,
     bias: bool = True,
     forget_bias: float = 1.0,
-    kernel_init: Initializer = initializers.lecun_normal(),
-    recurrent_init: Initializer = initializers.orthogonal(),
+    kernel_init: Initializer = LECUN_NORMAL,
+    recurrent_init: Initializer = ORTHOGONAL,
     bias_init: Initializer = initializers.zeros,
-    proj_init: Initializer = initializers.lecun_normal(),
+    proj_init: Initializer = LECUN_NORMAL,
     dtype: Any = jnp.float32,
 ) -> LSTMParams:
     """LSTM params: LeCun-normal ``w_x``, per-gate orthogonal ``w_h``, zero biases except

@@ -10,7 +10,12 @@ from jax.nn import initializers
 
 from jaxrnn._checks import check_choice
 from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import Cell, Initializer, affine, init_biases
+from jaxrnn.cells._base import (
+    LECUN_NORMAL,
+    ORTHOGONAL,
+    Cell,
+    Initializer,
+    affine, init_biases
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
@@ -63,8 +68,8 @@ def init(
     *,
     activation: str = "tanh",
     bias: bool = True,
-    kernel_init: Initializer = initializers.lecun_normal(),
-    recurrent_init: Initializer = initializers.orthogonal(),
+    kernel_init: Initializer = LECUN_NORMAL,
+    recurrent_init: Initializer = ORTHOGONAL,
     bias_init: Initializer = initializers.zeros,
     dtype: Any = jnp.float32,
 ) -> RNNParams:

@@ -99,8 +99,12 @@ def from_torch(module: Any) -> Any:
 
 def _cell_to_arrays(cell: Any, suffix: str, where: str) -> dict[str, np.ndarray]:
     if isinstance(cell, GRUParams) and not cell.reset_after:
-        fail("to_torch", where, "be a GRU with reset_after=True (PyTorch's form)",
-             "reset_after=False")
+        fail(
+            "to_torch",
+            where,
+            "be a GRU with reset_after=True (PyTorch's form)",
+            "reset_after=False",
+        )
     if not isinstance(cell, (RNNParams, LSTMParams, GRUParams)):
         fail("to_torch", where, "be rnn, lstm or gru params", type(cell).__name__, TypeError)
     out = {"weight_ih": cell.w_x.T, "weight_hh": cell.w_h.T}
@@ -135,15 +139,25 @@ def to_torch(params: Any) -> dict[str, np.ndarray]:
     """
     if isinstance(params, (RNNParams, LSTMParams, GRUParams)):
         if isinstance(params, LSTMParams) and params.w_proj is not None:
-            fail("to_torch", "params", "be a cell without projection (torch's LSTMCell has "
-                 "none); put it in jaxrnn.stack([...]) for nn.LSTM", "proj_size > 0")
+            fail(
+                "to_torch",
+                "params",
+                "be a cell without projection (torch's LSTMCell has "
+                "none); put it in jaxrnn.stack([...]) for nn.LSTM",
+                "proj_size > 0",
+            )
         return _cell_to_arrays(params, "", "params")
     layers = (params,) if isinstance(params, Bidirectional) else None
     if isinstance(params, Stack):
         layers = params.layers
     if layers is None:
-        fail("to_torch", "params", "be a cell, a Stack or a Bidirectional", type(params).__name__,
-             TypeError)
+        fail(
+            "to_torch",
+            "params",
+            "be a cell, a Stack or a Bidirectional",
+            type(params).__name__,
+            TypeError,
+        )
     out: dict[str, np.ndarray] = {}
     for k, layer in enumerate(layers):
         cells = (layer.forward, layer.backward) if isinstance(layer, Bidirectional) else (layer,)
@@ -200,14 +214,16 @@ def carry_from_torch(params: Any, h0: Any, c0: Any = None) -> Any:
     cells = _layer_cells(params)
     h0 = jnp.asarray(h0)
     if h0.shape[0] != len(cells):
-        fail("carry_from_torch", "h0", f"have {len(cells)} entries on axis 0 "
-             "(num_layers * num_directions)", str(tuple(h0.shape)))
+        fail(
+            "carry_from_torch",
+            "h0",
+            f"have {len(cells)} entries on axis 0 (num_layers * num_directions)",
+            str(tuple(h0.shape)),
+        )
     is_lstm = isinstance(cells[0], LSTMParams)
     if is_lstm and c0 is None:
         fail("carry_from_torch", "c0", "be given for an LSTM", "None")
-    states = [
-        LSTMState(h0[i], jnp.asarray(c0)[i]) if is_lstm else h0[i] for i in range(len(cells))
-    ]
+    states = [LSTMState(h0[i], jnp.asarray(c0)[i]) if is_lstm else h0[i] for i in range(len(cells))]
     layers = params.layers if isinstance(params, Stack) else (params,)
     out, i = [], 0
     for layer in layers:
