@@ -14,7 +14,10 @@ from jaxrnn.cells._base import (
     ORTHOGONAL,
     Cell,
     Initializer,
-    affine, gatewise, init_biases
+    affine,
+    gatewise,
+    init_biases,
+)
 
 
 @params_class

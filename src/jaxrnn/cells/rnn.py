@@ -15,7 +15,9 @@ from jaxrnn.cells._base import (
     ORTHOGONAL,
     Cell,
     Initializer,
-    affine, init_biases
+    affine,
+    init_biases,
+)
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
