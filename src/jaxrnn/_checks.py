@@ -8,7 +8,7 @@ look at shapes, dtypes and tree structure only, so they run at trace time under 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +16,9 @@ import jax.numpy as jnp
 from jaxrnn._pytree import describe
 
 
-def fail(where: str, argument: str, expected: str, got: str, error: type = ValueError):
+def fail(
+    where: str, argument: str, expected: str, got: str, error: type[Exception] = ValueError
+) -> NoReturn:
     """Raise ``error`` with the library's message format."""
     raise error(f"{where}: {argument} must {expected}; got {got}")
 
@@ -81,7 +83,7 @@ def check_lengths(
 
 def check_tree_like(where: str, argument: str, tree: Any, expected: Any, hint: str) -> None:
     """Check that ``tree`` has ``expected``'s structure and leaf shapes (dtypes may differ)."""
-    same = jax.tree.structure(tree) == jax.tree.structure(expected)
+    same: bool = jax.tree.structure(tree) == jax.tree.structure(expected)  # type: ignore[operator]
     if same:
         same = all(
             jnp.shape(a) == jnp.shape(b)

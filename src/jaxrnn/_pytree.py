@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 
 import jax
 
@@ -43,7 +43,11 @@ class _ShapeOnly:
         return self.text
 
 
-def params_class(cls: type) -> type:
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, static_field))
+def params_class(cls: type[_T]) -> type[_T]:
     """Make ``cls`` a frozen dataclass registered as a pytree.
 
     Fields made with :func:`static_field` are metadata (part of the tree's structure,
@@ -61,5 +65,5 @@ def params_class(cls: type) -> type:
             parts.append(f"{f.name}={text}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
-    cls.__repr__ = __repr__
+    cls.__repr__ = __repr__  # type: ignore[method-assign]
     return cls

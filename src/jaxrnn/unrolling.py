@@ -223,8 +223,9 @@ def _unroll_stack(params: Stack, carry: tuple, xs: jax.Array, run: Run):
     new_carry = []
     for i, (layer, layer_carry) in enumerate(zip(params.layers, carry, strict=True)):
         layer_carry, xs = unroll_params(layer, layer_carry, xs, run._replace(key=keys[i]))
-        if keys[n + i] is not None and i < n - 1 and params.dropout > 0:
-            xs = dropout(keys[n + i], xs, params.dropout)
+        dropout_key = keys[n + i]
+        if dropout_key is not None and i < n - 1 and params.dropout > 0:
+            xs = dropout(dropout_key, xs, params.dropout)
         new_carry.append(layer_carry)
     return tuple(new_carry), xs
 

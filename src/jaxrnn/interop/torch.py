@@ -38,7 +38,10 @@ def _cell_from_arrays(kind: str, arrays: Mapping[str, np.ndarray], suffix: str, 
         value = arrays.get(name + suffix)
         return None if value is None else jnp.asarray(value)
 
-    w_x, w_h = get("weight_ih").T, get("weight_hh").T
+    w_x, w_h = (
+        jnp.asarray(arrays["weight_ih" + suffix]).T,
+        jnp.asarray(arrays["weight_hh" + suffix]).T,
+    )
     b_x, b_h = get("bias_ih"), get("bias_hh")
     if kind == "LSTM":
         w_hr = get("weight_hr")
@@ -107,7 +110,7 @@ def _cell_to_arrays(cell: Any, suffix: str, where: str) -> dict[str, np.ndarray]
         )
     if not isinstance(cell, (RNNParams, LSTMParams, GRUParams)):
         fail("to_torch", where, "be rnn, lstm or gru params", type(cell).__name__, TypeError)
-    out = {"weight_ih": cell.w_x.T, "weight_hh": cell.w_h.T}
+    out: dict[str, Any] = {"weight_ih": cell.w_x.T, "weight_hh": cell.w_h.T}
     if cell.b_x is not None:
         out["bias_ih"], out["bias_hh"] = cell.b_x, cell.b_h
     if isinstance(cell, LSTMParams) and cell.w_proj is not None:
@@ -147,10 +150,11 @@ def to_torch(params: Any) -> dict[str, np.ndarray]:
                 "proj_size > 0",
             )
         return _cell_to_arrays(params, "", "params")
-    layers = (params,) if isinstance(params, Bidirectional) else None
     if isinstance(params, Stack):
         layers = params.layers
-    if layers is None:
+    elif isinstance(params, Bidirectional):
+        layers = (params,)
+    else:
         fail(
             "to_torch",
             "params",
@@ -225,7 +229,8 @@ def carry_from_torch(params: Any, h0: Any, c0: Any = None) -> Any:
         fail("carry_from_torch", "c0", "be given for an LSTM", "None")
     states = [LSTMState(h0[i], jnp.asarray(c0)[i]) if is_lstm else h0[i] for i in range(len(cells))]
     layers = params.layers if isinstance(params, Stack) else (params,)
-    out, i = [], 0
+    out: list[Any] = []
+    i = 0
     for layer in layers:
         if isinstance(layer, Bidirectional):
             out.append(BidirectionalState(states[i], states[i + 1]))
