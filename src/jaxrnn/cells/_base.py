@@ -59,13 +59,16 @@ def gatewise(init: Initializer, num_gates: int) -> Initializer:
     """Apply ``init`` to each ``(rows, hidden)`` gate block of a ``(rows, gates*hidden)`` matrix.
 
     An orthogonal recurrent matrix should be orthogonal per gate, not across gates.
+    Blocks of half-precision dtypes are drawn in float32 and cast, because the QR
+    decomposition behind ``orthogonal()`` has no float16/bfloat16 kernel on CPU.
     """
 
     def init_blocks(key: jax.Array, shape: tuple[int, int], dtype: Any = jnp.float32):
         rows, cols = shape
         keys = jax.random.split(key, num_gates)
-        blocks = [init(k, (rows, cols // num_gates), dtype) for k in keys]
-        return jnp.concatenate(blocks, axis=-1)
+        draw_dtype = jnp.promote_types(dtype, jnp.float32)
+        blocks = [init(k, (rows, cols // num_gates), draw_dtype) for k in keys]
+        return jnp.concatenate(blocks, axis=-1).astype(dtype)
 
     return init_blocks
 

@@ -16,6 +16,7 @@ from jaxrnn.cells._base import (
     Cell,
     Initializer,
     affine,
+    gatewise,
     init_biases,
 )
 
@@ -81,7 +82,7 @@ def init(
     b_x, b_h = init_biases(kb, bias, hidden_size, bias_init, dtype)
     return RNNParams(
         w_x=kernel_init(kx, (input_size, hidden_size), dtype),
-        w_h=recurrent_init(kh, (hidden_size, hidden_size), dtype),
+        w_h=gatewise(recurrent_init, 1)(kh, (hidden_size, hidden_size), dtype),
         b_x=b_x,
         b_h=b_h,
         activation=activation,
