@@ -1,0 +1,62 @@
+"""Cells whose state update is linear in the state, and the helpers they share.
+
+Such a cell's step is ``h_t = a_t * h_{t-1} + b_t`` (elementwise), where ``a_t`` and
+``b_t`` depend on the input ``x_t`` only. The sequential step below and the parallel
+scan of :mod:`jaxrnn.parallel` both use :meth:`LinearCell.linear_coefficients`, so the
+two methods compute the same recurrence; only the order of the arithmetic differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn.cells._base import Cell
+
+
+class LinearCell(Cell):
+    """Interface of a cell that is linear in its state (minGRU, minLSTM, LRU).
+
+    .. math::
+
+        h_t = a_t \\odot h_{t-1} + b_t, \\qquad y_t = \\mathrm{readout}(h_t, p_t),
+        \\qquad (a_t, b_t) = \\mathrm{linear\\_coefficients}(p_t)
+
+    with ``p_t = input_projection(x_t)``. The state ``h`` may be complex (LRU); the carry
+    is always a real pytree, converted by :meth:`state_from_carry` / :meth:`carry_from_state`.
+    """
+
+    def linear_coefficients(self, projected: Any) -> tuple[jax.Array, jax.Array]:
+        """``(a, b)``, each of shape ``(..., state_size)``, from ``input_projection(x)``."""
+        raise NotImplementedError
+
+    def state_from_carry(self, carry: Any) -> jax.Array:
+        return carry
+
+    def carry_from_state(self, state: jax.Array) -> Any:
+        return state
+
+    def readout(self, state: jax.Array, projected: Any) -> jax.Array:
+        """The output ``y_t`` from the new state ``h_t`` (and the input, for skip terms)."""
+        return state
+
+    def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
+        a, b = self.linear_coefficients(projected)
+        state = a * self.state_from_carry(carry) + b
+        return self.carry_from_state(state), self.readout(state, projected)
+
+
+def g(x: jax.Array) -> jax.Array:
+    """minGRU/minLSTM's positive activation: ``x + 0.5`` for ``x >= 0``, ``sigmoid(x)`` below.
+
+    It is continuous at 0 (both sides give 0.5) and keeps candidate states positive, which
+    is what lets the paper's log-space scan take ``log h``.
+    """
+    return jnp.where(x >= 0, jax.nn.relu(x) + 0.5, jax.nn.sigmoid(x))
+
+
+def log_g(x: jax.Array) -> jax.Array:
+    """``log(g(x))`` without forming ``g(x)`` first: ``-softplus(-x)`` below 0."""
+    return jnp.where(x >= 0, jnp.log(jax.nn.relu(x) + 0.5), -jax.nn.softplus(-x))

@@ -1,0 +1,80 @@
+"""The minGRU cell (Feng et al. 2024, "Were RNNs All We Needed?"), log-space version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.nn import initializers
+
+from jaxrnn._pytree import params_class
+from jaxrnn.cells._base import LECUN_NORMAL, Initializer, affine
+from jaxrnn.cells._linear import LinearCell, log_g
+
+
+@params_class
+class MinGRUParams(LinearCell):
+    """Parameters of a minGRU cell: a GRU whose gates see the input only, blocks z, h̃.
+
+    .. math::
+
+        z_t &= \\sigma(x_t W_{xz} + b_{xz}) \\\\
+        \\tilde h_t &= g(x_t W_{xh} + b_{xh}), \\qquad
+            g(v) = \\begin{cases} v + 0.5 & v \\ge 0 \\\\ \\sigma(v) & v < 0 \\end{cases} \\\\
+        h_t &= (1 - z_t) \\odot h_{t-1} + z_t \\odot \\tilde h_t
+
+    and ``y_t = h_t``. This is the paper's log-space version: ``g`` keeps ``h̃`` positive
+    and the coefficients are computed as ``log(1 - z) = -softplus(k)``,
+    ``log z = -softplus(-k)``, ``log h̃ = log g(v)`` (:meth:`log_coefficients`), so that
+    neither saturates to an inexact 0 or 1. Because no gate reads ``h_{t-1}``, the step is
+    ``h_t = a_t * h_{t-1} + b_t`` and ``unroll(..., method="parallel")`` applies.
+    """
+
+    w_x: jax.Array  # shape=(input_size, 2 * hidden_size), blocks z, h̃
+    b_x: jax.Array | None  # shape=(2 * hidden_size,), or None without bias
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.w_x.shape[0],)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w_x.shape[1] // 2
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
+        return jnp.zeros((*batch_shape, self.hidden_size), dtype)
+
+    def input_projection(self, x: jax.Array) -> jax.Array:
+        return affine(x, self.w_x, self.b_x)
+
+    def log_coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(log a, log b) = (log(1 - z), log z + log h̃)``."""
+        k, v = jnp.split(projected, 2, axis=-1)
+        return -jax.nn.softplus(k), -jax.nn.softplus(-k) + log_g(v)
+
+    def linear_coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        log_a, log_b = self.log_coefficients(projected)
+        return jnp.exp(log_a), jnp.exp(log_b)
+
+
+def init(
+    key: jax.Array,
+    input_size: int,
+    hidden_size: int,
+    *,
+    bias: bool = True,
+    kernel_init: Initializer = LECUN_NORMAL,
+    bias_init: Initializer = initializers.zeros,
+    dtype: Any = jnp.float32,
+) -> MinGRUParams:
+    """minGRU params: LeCun-normal ``w_x``, zero biases (no recurrent weights exist)."""
+    kx, kb = jax.random.split(key)
+    return MinGRUParams(
+        w_x=kernel_init(kx, (input_size, 2 * hidden_size), dtype),
+        b_x=bias_init(kb, (2 * hidden_size,), dtype) if bias else None,
+    )

@@ -1,0 +1,80 @@
+"""The minLSTM cell (Feng et al. 2024, "Were RNNs All We Needed?"), log-space version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.nn import initializers
+
+from jaxrnn._pytree import params_class
+from jaxrnn.cells._base import LECUN_NORMAL, Initializer, affine
+from jaxrnn.cells._linear import LinearCell, log_g
+
+
+@params_class
+class MinLSTMParams(LinearCell):
+    """Parameters of a minLSTM cell: input-only forget and input gates, normalized; blocks f, i, h̃.
+
+    .. math::
+
+        f_t &= \\sigma(x_t W_{xf} + b_{xf}), \\qquad i_t = \\sigma(x_t W_{xi} + b_{xi}) \\\\
+        f'_t &= \\frac{f_t}{f_t + i_t}, \\qquad i'_t = \\frac{i_t}{f_t + i_t} \\\\
+        \\tilde h_t &= g(x_t W_{xh} + b_{xh}) \\qquad (g \\text{ as in minGRU}) \\\\
+        h_t &= f'_t \\odot h_{t-1} + i'_t \\odot \\tilde h_t
+
+    and ``y_t = h_t``. Normalizing makes ``f' + i' = 1``, so the state is a convex mix and
+    stays on the scale of ``h̃`` (time-independent, as in the paper). In log space
+    (:meth:`log_coefficients`) with ``d = softplus(-k_f) - softplus(-k_i)``:
+    ``log f' = -softplus(d)`` and ``log i' = -softplus(-d)``.
+    """
+
+    w_x: jax.Array  # shape=(input_size, 3 * hidden_size), blocks f, i, h̃
+    b_x: jax.Array | None  # shape=(3 * hidden_size,), or None without bias
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.w_x.shape[0],)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w_x.shape[1] // 3
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
+        return jnp.zeros((*batch_shape, self.hidden_size), dtype)
+
+    def input_projection(self, x: jax.Array) -> jax.Array:
+        return affine(x, self.w_x, self.b_x)
+
+    def log_coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(log a, log b) = (log f', log i' + log h̃)``."""
+        k_f, k_i, v = jnp.split(projected, 3, axis=-1)
+        d = jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)
+        return -jax.nn.softplus(d), -jax.nn.softplus(-d) + log_g(v)
+
+    def linear_coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        log_a, log_b = self.log_coefficients(projected)
+        return jnp.exp(log_a), jnp.exp(log_b)
+
+
+def init(
+    key: jax.Array,
+    input_size: int,
+    hidden_size: int,
+    *,
+    bias: bool = True,
+    kernel_init: Initializer = LECUN_NORMAL,
+    bias_init: Initializer = initializers.zeros,
+    dtype: Any = jnp.float32,
+) -> MinLSTMParams:
+    """minLSTM params: LeCun-normal ``w_x``, zero biases (no recurrent weights exist)."""
+    kx, kb = jax.random.split(key)
+    return MinLSTMParams(
+        w_x=kernel_init(kx, (input_size, 3 * hidden_size), dtype),
+        b_x=bias_init(kb, (3 * hidden_size,), dtype) if bias else None,
+    )
