@@ -9,18 +9,31 @@ jaxrnn stores ``w_x = weight_ih.T`` and computes ``x @ w_x``. Gate orders are th
 
 from __future__ import annotations
 
+import collections
+import os
+import pickle
+import re
+import zipfile
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 
-from jaxrnn._checks import fail
+from jaxrnn._checks import check_choice, fail
 from jaxrnn.cells import GRUParams, LSTMParams, LSTMState, RNNParams
 from jaxrnn.composites import Bidirectional, BidirectionalState, Stack, stack
 
-__all__ = ["carry_from_torch", "carry_to_torch", "from_torch", "to_torch"]
+__all__ = [
+    "carry_from_torch",
+    "carry_to_torch",
+    "from_state_dict",
+    "from_torch",
+    "load_torch_state_dict",
+    "to_torch",
+]
 
 _LAYERED = ("RNN", "LSTM", "GRU")
 _CELLS = ("RNNCell", "LSTMCell", "GRUCell")
@@ -239,3 +252,247 @@ def carry_from_torch(params: Any, h0: Any, c0: Any = None) -> Any:
             out.append(states[i])
             i += 1
     return tuple(out) if isinstance(params, Stack) else out[0]
+
+
+# --- state_dicts without torch ------------------------------------------------------------
+
+_STATE_DICT_NAME = re.compile(
+    r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)(_l(\d+))?(_reverse)?$"
+)
+_KINDS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def _infer_kind(where: str, arrays: Mapping[str, np.ndarray], suffix: str) -> str:
+    """``"lstm"``/``"gru"``/``"rnn"`` from the shape of ``weight_hh``: (gates * hidden, out)."""
+    if "weight_hr" + suffix in arrays:
+        return "lstm"
+    rows, cols = np.shape(arrays["weight_hh" + suffix])
+    gates = {4: "lstm", 3: "gru", 1: "rnn"}
+    if rows % cols or rows // cols not in gates:
+        fail(
+            where,
+            f"weight_hh{suffix}",
+            "have shape (gates * hidden, hidden), gates 1, 3 or 4",
+            str((rows, cols)),
+        )
+    return gates[rows // cols]
+
+
+def from_state_dict(
+    state_dict: Mapping[str, Any],
+    *,
+    cell: str | None = None,
+    prefix: str = "",
+    nonlinearity: str = "tanh",
+    dropout: float = 0.0,
+) -> Any:
+    """Params from a PyTorch RNN's ``state_dict`` (tensors or NumPy arrays), without torch.
+
+    The structure is read from the names, as ``from_torch`` reads it from the module:
+    ``weight_ih_l{k}[_reverse]`` names give a :class:`~jaxrnn.Stack` of ``k + 1`` layers
+    (bidirectional when ``_reverse`` names exist), bare ``weight_ih`` names give a cell
+    (``nn.LSTMCell`` etc.). The cell type follows from ``weight_hh``'s shape
+    ``(gates * hidden, hidden)``: 4 gates LSTM, 3 GRU, 1 RNN (``weight_hr`` means an LSTM
+    with projection). What a state_dict does not store must be passed: an RNN's
+    ``nonlinearity`` and the ``dropout`` between layers.
+
+    Args:
+      state_dict: name -> array, e.g. ``load_torch_state_dict(path)`` or
+        ``module.state_dict()``; keys not starting with ``prefix`` are ignored.
+      cell: ``"rnn"``, ``"lstm"`` or ``"gru"`` to check the inferred type; ``None`` infers.
+      prefix: the RNN's name inside a larger model's state_dict, e.g. ``"encoder.rnn."``.
+      nonlinearity: ``"tanh"`` or ``"relu"`` for an RNN (not stored in state_dicts).
+      dropout: the rate between layers of a stack (not stored in state_dicts).
+
+    Returns:
+      What ``from_torch`` returns for the module that produced the state_dict.
+
+    Example:
+      >>> import numpy as np
+      >>> sd = {"lstm.weight_ih_l0": np.zeros((16, 3)), "lstm.weight_hh_l0": np.zeros((16, 4)),
+      ...       "head.weight": np.zeros((2, 4))}
+      >>> params = from_state_dict(sd, prefix="lstm.")
+      >>> type(params.layers[0]).__name__, params.output_size
+      ('LSTMParams', 4)
+    """
+    where = "from_state_dict"
+    if not isinstance(state_dict, Mapping):
+        fail(
+            where,
+            "state_dict",
+            "be a mapping of names to arrays",
+            type(state_dict).__name__,
+            TypeError,
+        )
+    arrays = {
+        name[len(prefix) :]: _to_numpy(value)
+        for name, value in state_dict.items()
+        if name.startswith(prefix)
+    }
+    matches = {name: _STATE_DICT_NAME.match(name) for name in arrays}
+    unknown = sorted(name for name, m in matches.items() if m is None)
+    if unknown or not arrays:
+        fail(
+            where,
+            "state_dict",
+            f"hold only RNN weights (weight_ih_l0, ...) under prefix {prefix!r}",
+            f"{', '.join(prefix + n for n in unknown[:4]) or 'no keys'}",
+        )
+    check_choice(where, "nonlinearity", nonlinearity, ("tanh", "relu"))
+    layered = {m.group(2) is not None for m in matches.values() if m is not None}
+    if len(layered) != 1:
+        fail(
+            where,
+            "state_dict",
+            "use either layered names (weight_ih_l0) or cell names (weight_ih), not both",
+            ", ".join(sorted(arrays)),
+        )
+    if True in layered:
+        num_layers = 1 + max(int(m.group(3)) for m in matches.values() if m is not None)
+        is_bidirectional = any(m.group(4) for m in matches.values() if m is not None)
+        directions = _DIRECTIONS[: 2 if is_bidirectional else 1]
+        suffixes = [f"_l{k}{d}" for k in range(num_layers) for d in directions]
+    else:
+        suffixes = [""]
+    for suffix in suffixes:
+        for name in ("weight_ih", "weight_hh"):
+            if name + suffix not in arrays:
+                fail(
+                    where,
+                    "state_dict",
+                    f"contain {prefix}{name}{suffix}",
+                    "it is missing",
+                    KeyError,
+                )
+    kind = _infer_kind(where, arrays, suffixes[0])
+    if cell is not None:
+        check_choice(where, "cell", cell, tuple(_KINDS))
+        if cell != kind:
+            fail(where, "cell", f"match the weights' shapes ({kind!r})", repr(cell))
+    static = {"activation": nonlinearity} if kind == "rnn" else {}
+    cells = [_cell_from_arrays(_KINDS[kind], arrays, s, **static) for s in suffixes]
+    if not layered.pop():
+        return cells[0]
+    if is_bidirectional:
+        layers = [Bidirectional(f, b) for f, b in zip(cells[::2], cells[1::2], strict=True)]
+    else:
+        layers = cells
+    return stack(layers, dropout=float(dropout))
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+    """Unpickles a ``torch.save`` zip archive's ``data.pkl`` into NumPy arrays.
+
+    Only the globals a state_dict of plain tensors needs are allowed (an ordered dict, the
+    tensor rebuild functions, the typed storage classes); anything else, which could run
+    arbitrary code, raises ``pickle.UnpicklingError``.
+    """
+
+    def __init__(self, file: Any, archive: zipfile.ZipFile, root: str, byteorder: str):
+        super().__init__(file)
+        self._archive, self._root, self._byteorder = archive, root, byteorder
+        self._storages: dict[str, np.ndarray] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_parameter"):
+            return getattr(self, name)
+        if module == "torch" and name in _TORCH_STORAGE_DTYPES:
+            return _StorageType(name)
+        raise pickle.UnpicklingError(
+            f"load_torch_state_dict: the file must hold a state_dict of plain tensors; got a "
+            f"reference to {module}.{name}, which jaxrnn does not load without torch (load it "
+            "with torch.load(path, weights_only=True) and use from_state_dict)"
+        )
+
+    def persistent_load(self, pid: Any) -> np.ndarray:
+        kind, storage_type, key, _location, numel = pid
+        if kind != "storage" or not isinstance(storage_type, _StorageType):
+            raise pickle.UnpicklingError(f"load_torch_state_dict: unknown storage {pid!r}")
+        if key not in self._storages:
+            dtype = np.dtype(_TORCH_STORAGE_DTYPES[storage_type.name])
+            dtype = dtype.newbyteorder("<" if self._byteorder == "little" else ">")
+            raw = self._archive.read(f"{self._root}/data/{key}")
+            self._storages[key] = np.frombuffer(raw, dtype=dtype, count=numel)
+        return self._storages[key]
+
+    @staticmethod
+    def _rebuild_tensor_v2(storage, offset, size, stride, *_unused) -> np.ndarray:
+        itemsize = storage.dtype.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            storage[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride)
+        )
+        return np.array(view, dtype=storage.dtype.newbyteorder("="))
+
+    @staticmethod
+    def _rebuild_parameter(data, *_unused) -> np.ndarray:
+        return data
+
+
+class _StorageType(NamedTuple):
+    name: str  # e.g. "FloatStorage"
+
+
+_TORCH_STORAGE_DTYPES = {
+    "DoubleStorage": "float64",
+    "FloatStorage": "float32",
+    "HalfStorage": "float16",
+    "BFloat16Storage": ml_dtypes.bfloat16,
+    "LongStorage": "int64",
+    "IntStorage": "int32",
+    "ShortStorage": "int16",
+    "CharStorage": "int8",
+    "ByteStorage": "uint8",
+    "BoolStorage": "bool",
+}
+
+
+def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a ``torch.save(module.state_dict(), path)`` file into NumPy arrays, without torch.
+
+    Reads the zip format that ``torch.save`` writes since PyTorch 1.6: ``<name>/data.pkl``
+    (a pickle whose tensors refer to storages by key) and ``<name>/data/<key>`` (each
+    storage's raw bytes). The pickle is read with an unpickler that rebuilds tensors as
+    NumPy arrays (dtype, shape, strides, offset) and refuses every other global, so a
+    file cannot run code. Limits: plain CPU-loadable dense tensors in a (nested) dict only;
+    the legacy non-zip format (``_use_new_zipfile_serialization=False``), quantized or
+    sparse tensors and pickled modules raise an error that says to use torch.
+
+    Args:
+      path: the file written by ``torch.save``.
+
+    Returns:
+      The state_dict with NumPy arrays for tensors (``bfloat16`` via ``ml_dtypes``).
+
+    Example:
+      >>> import torch  # doctest: +SKIP
+      >>> torch.save(torch.nn.GRU(3, 4).state_dict(), "gru.pt")  # doctest: +SKIP
+      >>> state_dict = load_torch_state_dict("gru.pt")  # no torch needed from here on
+      ... # doctest: +SKIP
+      >>> state_dict["weight_hh_l0"].shape  # doctest: +SKIP
+      (12, 4)
+      >>> params = from_state_dict(state_dict)  # doctest: +SKIP
+    """
+    where = "load_torch_state_dict"
+    if not zipfile.is_zipfile(path):
+        fail(
+            where,
+            "path",
+            "be a zip archive written by torch.save (PyTorch >= 1.6; for the "
+            "legacy format use torch.load and from_state_dict)",
+            repr(os.fspath(path)),
+        )
+    with zipfile.ZipFile(path) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+        if len(pickles) != 1:
+            fail(where, "path", "hold exactly one <name>/data.pkl", ", ".join(pickles) or "none")
+        root = pickles[0][: -len("/data.pkl")]
+        byteorder = "little"
+        if f"{root}/byteorder" in archive.namelist():
+            byteorder = archive.read(f"{root}/byteorder").decode().strip()
+        with archive.open(pickles[0]) as file:
+            loaded = _StateDictUnpickler(file, archive, root, byteorder).load()
+    if isinstance(loaded, Mapping):
+        return dict(loaded)
+    fail(where, "path", "hold a state_dict (a dict of tensors)", type(loaded).__name__)
