@@ -55,9 +55,10 @@ def check_features(
     ``leading`` names axes that must be present before the batch axes (e.g. ``("time",)``).
     """
     feature_shape = tuple(feature_shape)
-    named = ", ".join(
-        [*leading, "...", *(f"{n}={d}" for n, d in zip(feature_names, feature_shape, strict=True))]
-    )
+    # Dims before the named ones (a ConvLSTM's height and width) are shown as plain sizes.
+    names = ("",) * (len(feature_shape) - len(feature_names)) + tuple(feature_names)
+    dims = (f"{n}={d}" if n else str(d) for n, d in zip(names, feature_shape, strict=True))
+    named = ", ".join([*leading, "...", *dims])
     nf, nl = len(feature_shape), len(leading)
     if x.ndim < nf + nl or tuple(x.shape[x.ndim - nf :]) != feature_shape:
         fail(where, argument, f"have shape ({named})", shape_text(x.shape))

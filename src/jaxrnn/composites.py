@@ -166,7 +166,8 @@ def stack(layers: Sequence[Any], *, dropout: float = 0.0) -> Stack:
     for i, layer in enumerate(layers):
         if not hasattr(layer, "input_shape"):
             fail("stack", f"layers[{i}]", "be jaxrnn params", type(layer).__name__, TypeError)
-        if i and layer.input_shape != (layers[i - 1].output_size,):
+        # Spatial dims (a ConvLSTM's height and width) pass through every layer unchanged.
+        if i and layer.input_shape != (*layers[0].input_shape[:-1], layers[i - 1].output_size):
             fail(
                 "stack",
                 f"layers[{i}]",
