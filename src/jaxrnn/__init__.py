@@ -8,9 +8,30 @@ works under ``jit``, ``vmap`` and ``grad`` and matches PyTorch numerically.
 from jaxrnn.cells import GRUParams, LSTMParams, LSTMState, RNNParams
 from jaxrnn.composites import Bidirectional, BidirectionalState, Stack, bidirectional, stack
 from jaxrnn.dropout import dropout
+from jaxrnn.generation import decoded_lengths, generate
 from jaxrnn.initialization import init_params
 from jaxrnn.interop.torch import from_torch, to_torch
-from jaxrnn.unrolling import cell_step, init_carry, unroll
+from jaxrnn.losses import (
+    masked_reduce,
+    sequence_binary_cross_entropy,
+    sequence_mean_squared_error,
+    sequence_softmax_cross_entropy,
+)
+from jaxrnn.pooling import final_hidden, pool_last, pool_max, pool_mean
+from jaxrnn.readout import ReadoutParams, init_readout, readout
+from jaxrnn.seq2seq import (
+    Seq2SeqParams,
+    beam_search,
+    bridge_carry,
+    encode,
+    greedy_decode,
+    init_seq2seq,
+    sample_decode,
+    seq2seq_logits,
+    seq2seq_loss,
+    shift_right,
+)
+from jaxrnn.unrolling import cell_step, init_carry, sequence_mask, unroll
 
 __version__ = "0.1.0"
 
@@ -21,13 +42,37 @@ __all__ = [
     "LSTMParams",
     "LSTMState",
     "RNNParams",
+    "ReadoutParams",
+    "Seq2SeqParams",
     "Stack",
+    "beam_search",
     "bidirectional",
+    "bridge_carry",
     "cell_step",
+    "decoded_lengths",
     "dropout",
+    "encode",
+    "final_hidden",
     "from_torch",
+    "generate",
+    "greedy_decode",
     "init_carry",
     "init_params",
+    "init_readout",
+    "init_seq2seq",
+    "masked_reduce",
+    "pool_last",
+    "pool_max",
+    "pool_mean",
+    "readout",
+    "sample_decode",
+    "seq2seq_logits",
+    "seq2seq_loss",
+    "sequence_binary_cross_entropy",
+    "sequence_mask",
+    "sequence_mean_squared_error",
+    "sequence_softmax_cross_entropy",
+    "shift_right",
     "stack",
     "to_torch",
     "unroll",

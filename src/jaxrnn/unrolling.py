@@ -29,7 +29,7 @@ from jaxrnn._checks import (
 from jaxrnn.composites import Bidirectional, BidirectionalState, Stack
 from jaxrnn.dropout import dropout
 
-__all__ = ["cell_step", "init_carry", "unroll"]
+__all__ = ["cell_step", "init_carry", "sequence_mask", "unroll"]
 
 
 def _param_dtype(params: Any) -> Any:
@@ -150,6 +150,34 @@ def cell_step(params: Any, carry: Any, x: ArrayLike) -> tuple[Any, jax.Array]:
     else:
         _check_carry("cell_step", params, carry, batch_shape)
     return _step(params, carry, x)
+
+
+def sequence_mask(lengths: ArrayLike, num_steps: int) -> jax.Array:
+    """The time-major validity mask of padded sequences: ``valid[t, ...] = t < lengths[...]``.
+
+    The one place where lengths become a mask: :func:`unroll`, the losses and the pooling
+    functions all use it, so "valid" means the same thing everywhere.
+
+    .. math:: \\mathrm{valid}_{t,b} = [\\, t < \\mathrm{lengths}_b \\,]
+
+    Args:
+      lengths: integer array of shape ``batch_shape``: valid steps of each sequence.
+      num_steps: the padded length ``time``.
+
+    Returns:
+      A boolean array of shape ``(time, *batch_shape)``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxrnn
+      >>> jaxrnn.sequence_mask(jnp.array([3, 1]), 4).astype(int).T
+      Array([[1, 1, 1, 0],
+             [1, 0, 0, 0]], dtype=int32)
+    """
+    lengths = check_array("sequence_mask", "lengths", lengths)
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        fail("sequence_mask", "lengths", "have an integer dtype", str(lengths.dtype), TypeError)
+    steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
+    return steps < lengths
 
 
 def _expand_to(mask: jax.Array, leaf: jax.Array) -> jax.Array:
@@ -331,8 +359,7 @@ def unroll(
     valid = None
     if lengths is not None:
         lengths = check_lengths("unroll", lengths, batch_shape, num_steps)
-        steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * len(batch_shape))
-        valid = steps < lengths
+        valid = sequence_mask(lengths, num_steps)
         xs = jnp.where(_expand_to(valid, xs), xs, jnp.zeros_like(xs))
     run = Run(valid, bool(reverse), key, unroll, bool(remat), method)
     return unroll_params(params, carry, xs, run)

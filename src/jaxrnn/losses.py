@@ -1,0 +1,226 @@
+"""Sequence losses masked by ``lengths``, on top of optax's per-element losses.
+
+Every loss here is computed in three steps, so its meaning is visible:
+
+    per_step = <optax loss>(...)                      # (time, *batch), one number per step
+    per_step = where(sequence_mask(lengths, time), per_step, 0)
+    loss = reduce(per_step)                           # "sum", "mean" or "none"
+
+Padding steps (``t >= lengths[b]``) contribute neither to the value nor to the gradient,
+whatever the padded predictions or labels are. ``"mean"`` divides by the number of valid
+steps, not by ``time * batch``, so a batch of short sequences is not down-weighted.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.typing import ArrayLike
+
+from jaxrnn._checks import check_array, check_choice, check_lengths, fail, shape_text
+from jaxrnn.unrolling import sequence_mask
+
+__all__ = [
+    "REDUCTIONS",
+    "masked_reduce",
+    "sequence_binary_cross_entropy",
+    "sequence_mean_squared_error",
+    "sequence_softmax_cross_entropy",
+]
+
+REDUCTIONS = ("sum", "mean", "none")
+
+
+def masked_reduce(
+    per_step: ArrayLike, lengths: ArrayLike | None = None, reduction: str = "mean"
+) -> jax.Array:
+    """Mask per-step losses by ``lengths`` and reduce them.
+
+    .. math::
+
+        m_{t,b} = [t < \\mathrm{lengths}_b], \\qquad
+        \\text{sum} = \\sum_{t,b} m_{t,b}\\, \\ell_{t,b}, \\qquad
+        \\text{mean} = \\frac{\\sum_{t,b} m_{t,b}\\, \\ell_{t,b}}{\\max(1, \\sum_{t,b} m_{t,b})}
+
+    Args:
+      per_step: losses ``(time, *batch)``.
+      lengths: integer ``batch`` shape, or ``None`` when every step is valid.
+      reduction: ``"sum"`` (total over valid steps and the batch: the classic BPTT loss
+        of a sequence is its sum over time), ``"mean"`` (average over valid steps), or
+        ``"none"`` (the masked ``(time, *batch)`` array, zero at padding; sum it over
+        axis 0 for one loss per sequence).
+
+    Returns:
+      A scalar, or ``(time, *batch)`` for ``"none"``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxrnn
+      >>> per_step = jnp.ones((4, 2))           # (time, batch)
+      >>> float(jaxrnn.masked_reduce(per_step, jnp.array([4, 1]), "sum"))
+      5.0
+      >>> float(jaxrnn.masked_reduce(per_step, jnp.array([4, 1]), "mean"))
+      1.0
+    """
+    per_step = check_array("masked_reduce", "per_step", per_step)
+    return _reduce("masked_reduce", per_step, lengths, reduction)
+
+
+def _reduce(where: str, per_step: jax.Array, lengths, reduction: str) -> jax.Array:
+    check_choice(where, "reduction", reduction, REDUCTIONS)
+    if per_step.ndim < 1:
+        fail(where, "losses", "have a time axis: shape (time, ...)", shape_text(per_step.shape))
+    if lengths is None:
+        mask = jnp.ones(per_step.shape, bool)
+    else:
+        lengths = check_lengths(where, lengths, per_step.shape[1:], per_step.shape[0])
+        mask = sequence_mask(lengths, per_step.shape[0])
+    # where, not multiplication: a NaN or inf computed on padding must not leak (0 * inf).
+    per_step = jnp.where(mask, per_step, jnp.zeros_like(per_step))
+    if reduction == "none":
+        return per_step
+    total = per_step.sum()
+    if reduction == "sum":
+        return total
+    return total / jnp.maximum(mask.sum(), 1).astype(per_step.dtype)
+
+
+def _check_pair(where: str, a, a_name: str, b, b_name: str) -> tuple[jax.Array, jax.Array]:
+    a, b = check_array(where, a_name, a), check_array(where, b_name, b)
+    if a.ndim < 2:
+        fail(where, a_name, "have shape (time, ..., num_outputs)", shape_text(a.shape))
+    if b.shape != a.shape:
+        fail(
+            where, b_name, f"have the shape of {a_name} {shape_text(a.shape)}", shape_text(b.shape)
+        )
+    return a, b
+
+
+def sequence_binary_cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    lengths: ArrayLike | None = None,
+    reduction: str = "sum",
+) -> jax.Array:
+    """Binary cross-entropy of every output at every valid step, summed over outputs.
+
+    With ``p = sigmoid(logits)`` (computed stably by
+    ``optax.losses.sigmoid_binary_cross_entropy``):
+
+    .. math::
+
+        \\ell_{t,b} = -\\sum_k \\big[ y_{t,b,k} \\log p_{t,b,k}
+                      + (1 - y_{t,b,k}) \\log (1 - p_{t,b,k}) \\big],
+        \\qquad L = \\sum_b \\sum_{t < \\mathrm{lengths}_b} \\ell_{t,b}
+
+    The default ``reduction="sum"`` is the classic BPTT loss ``L = sum_t L_t``.
+
+    Args:
+      logits: ``(time, *batch, num_outputs)``, pre-sigmoid scores (a readout with
+        ``activation="identity"``).
+      labels: same shape, targets in ``[0, 1]``.
+      lengths: integer ``batch`` shape; steps ``t >= lengths`` are ignored.
+      reduction: ``"sum"``, ``"mean"`` (over valid steps) or ``"none"`` (see
+        :func:`masked_reduce`).
+
+    Returns:
+      A scalar, or ``(time, *batch)`` per-step losses for ``"none"``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxrnn
+      >>> logits = jnp.zeros((3, 2, 1))          # p = 0.5 everywhere
+      >>> loss = jaxrnn.sequence_binary_cross_entropy(
+      ...     logits, jnp.ones((3, 2, 1)), lengths=jnp.array([3, 1]))
+      >>> round(float(loss), 4) == round(4 * float(jnp.log(2.0)), 4)   # 4 valid steps
+      True
+    """
+    where = "sequence_binary_cross_entropy"
+    logits, labels = _check_pair(where, logits, "logits", labels, "labels")
+    per_step = optax.losses.sigmoid_binary_cross_entropy(logits, labels).sum(-1)
+    return _reduce(where, per_step, lengths, reduction)
+
+
+def sequence_softmax_cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    lengths: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Softmax cross-entropy with integer class labels at every valid step.
+
+    Computed by ``optax.losses.softmax_cross_entropy_with_integer_labels``:
+
+    .. math:: \\ell_{t,b} = -\\log \\mathrm{softmax}(z_{t,b})_{y_{t,b}}
+              = \\log \\sum_k e^{z_{t,b,k}} - z_{t,b,y_{t,b}}
+
+    Padded labels may hold anything in ``[0, num_classes)`` (e.g. a padding token): they
+    are masked out.
+
+    Args:
+      logits: ``(time, *batch, num_classes)``.
+      labels: integer ``(time, *batch)``.
+      lengths: integer ``batch`` shape; steps ``t >= lengths`` are ignored.
+      reduction: ``"mean"`` (the usual per-token average), ``"sum"`` or ``"none"``.
+
+    Returns:
+      A scalar, or ``(time, *batch)`` per-step losses for ``"none"``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxrnn
+      >>> logits = jnp.zeros((3, 2, 4))          # uniform over 4 classes
+      >>> labels = jnp.zeros((3, 2), int)
+      >>> loss = jaxrnn.sequence_softmax_cross_entropy(logits, labels, lengths=jnp.array([3, 1]))
+      >>> bool(jnp.isclose(loss, jnp.log(4.0)))
+      True
+    """
+    where = "sequence_softmax_cross_entropy"
+    logits = check_array(where, "logits", logits)
+    labels = check_array(where, "labels", labels)
+    if logits.ndim < 2:
+        fail(where, "logits", "have shape (time, ..., num_classes)", shape_text(logits.shape))
+    if labels.shape != logits.shape[:-1]:
+        expected = f"have shape (time, ...) = {shape_text(logits.shape[:-1])}"
+        fail(where, "labels", expected, shape_text(labels.shape))
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        fail(where, "labels", "have an integer dtype", str(labels.dtype), TypeError)
+    per_step = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return _reduce(where, per_step, lengths, reduction)
+
+
+def sequence_mean_squared_error(
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    lengths: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Squared error averaged over the outputs of every valid step.
+
+    Computed by ``optax.losses.squared_error``:
+
+    .. math:: \\ell_{t,b} = \\frac{1}{K} \\sum_{k=1}^{K} (\\hat y_{t,b,k} - y_{t,b,k})^2
+
+    so ``reduction="mean"`` is the mean squared error over every valid element.
+
+    Args:
+      predictions: ``(time, *batch, num_outputs)``.
+      targets: same shape.
+      lengths: integer ``batch`` shape; steps ``t >= lengths`` are ignored.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      A scalar, or ``(time, *batch)`` per-step losses for ``"none"``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxrnn
+      >>> predictions = jnp.array([[[1.0]], [[3.0]], [[100.0]]])   # (time=3, batch=1, 1)
+      >>> float(jaxrnn.sequence_mean_squared_error(
+      ...     predictions, jnp.zeros((3, 1, 1)), lengths=jnp.array([2])))
+      5.0
+    """
+    where = "sequence_mean_squared_error"
+    predictions, targets = _check_pair(where, predictions, "predictions", targets, "targets")
+    per_step = optax.losses.squared_error(predictions, targets).mean(-1)
+    return _reduce(where, per_step, lengths, reduction)

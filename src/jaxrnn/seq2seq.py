@@ -1,0 +1,605 @@
+"""Encoder–decoder (sequence to sequence) RNNs, as in Sutskever et al. (2014).
+
+The model, for a source ``x_1..x_S`` and a target ``y_1..y_T`` that ends with an end
+token::
+
+    enc_carry, _ = unroll(encoder, None, E_src[source], lengths=source_lengths)
+    carry = bridge(enc_carry)                               # encoder state -> decoder state
+    ys = unroll(decoder, carry, E_tgt[[start, y_1, ..., y_{T-1}]])   # teacher forcing
+    logits = ys W_y + b_y                                   # predicts y_1, ..., y_T
+
+Training minimises the masked cross-entropy of ``logits`` against the targets
+(:func:`seq2seq_loss`). At test time the targets are unknown, so the decoder feeds its own
+choices back (:func:`greedy_decode`, :func:`sample_decode`, :func:`beam_search`), stopping
+each sequence at its end token.
+
+The bridge maps each encoder layer's final carry to the matching decoder layer's initial
+carry (the encoder and decoder have the same number of layers and the same cell):
+``"concat"`` joins a bidirectional layer's two directions (the decoder is twice as wide),
+``"sum"`` adds them, ``"linear"`` applies a learned ``tanh(s W + b)`` to each carry part
+(e.g. an LSTM's ``h`` and ``c``) after concatenating directions. A unidirectional encoder
+with ``"concat"`` or ``"sum"`` hands its carry over unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxrnn._checks import check_array, check_choice, check_lengths, fail, shape_text
+from jaxrnn._pytree import params_class, static_field
+from jaxrnn.composites import Bidirectional, Stack
+from jaxrnn.generation import decoded_lengths, generate
+from jaxrnn.initialization import init_params
+from jaxrnn.losses import sequence_softmax_cross_entropy
+from jaxrnn.readout import ReadoutParams, init_readout, readout
+from jaxrnn.unrolling import _check_key, cell_step, unroll
+
+__all__ = [
+    "BRIDGES",
+    "Seq2SeqParams",
+    "beam_search",
+    "bridge_carry",
+    "encode",
+    "greedy_decode",
+    "init_seq2seq",
+    "sample_decode",
+    "seq2seq_logits",
+    "seq2seq_loss",
+    "shift_right",
+]
+
+BRIDGES = ("concat", "sum", "linear")
+
+
+@params_class
+class Seq2SeqParams:
+    """Weights of an encoder–decoder. See :func:`init_seq2seq` and the module docstring."""
+
+    source_embedding: jax.Array  # shape=(source_vocab_size, embed_size)
+    target_embedding: jax.Array  # shape=(target_vocab_size, embed_size)
+    encoder: Any  # a cell, a Bidirectional pair, or a Stack of them
+    decoder: Any  # a cell or a Stack of cells, one layer per encoder layer
+    bridge_params: tuple | None  # per layer: a carry-shaped pytree of ReadoutParams
+    readout: ReadoutParams  # shape: (decoder output_size, target_vocab_size)
+    bridge: str = static_field("concat")  # "concat", "sum" or "linear"
+
+
+def _layers(params: Any) -> tuple[Any, ...]:
+    return params.layers if isinstance(params, Stack) else (params,)
+
+
+def _layer_carries(params: Any, carry: Any) -> tuple[Any, ...]:
+    return tuple(carry) if isinstance(params, Stack) else (carry,)
+
+
+def _merge_directions(layer: Any, carry: Any, bridge: str) -> Any:
+    if not isinstance(layer, Bidirectional):
+        return carry
+    if bridge == "sum":
+        return jax.tree.map(jnp.add, carry.forward, carry.backward)
+    return jax.tree.map(lambda f, b: jnp.concatenate([f, b], -1), carry.forward, carry.backward)
+
+
+def _init_linear_bridge(key: jax.Array, encoder_layer: Any, decoder_layer: Any, dtype: Any):
+    """One readout per part of the decoder layer's carry (e.g. ``LSTMState(h=..., c=...)``)
+    from the matching part of the encoder layer's carry, directions concatenated."""
+    zero = encoder_layer.zero_carry((), dtype)
+    merged = jax.eval_shape(lambda: _merge_directions(encoder_layer, zero, "concat"))
+    target = jax.eval_shape(lambda: decoder_layer.zero_carry((), dtype))
+    merged_leaves, structure = jax.tree.flatten(merged)
+    target_leaves = structure.flatten_up_to(target)
+    keys = jax.random.split(key, len(merged_leaves))
+    parts = [
+        init_readout(k, m.shape[-1], t.shape[-1], dtype=dtype)
+        for k, m, t in zip(keys, merged_leaves, target_leaves, strict=True)
+    ]
+    return jax.tree.unflatten(structure, parts)
+
+
+def init_seq2seq(
+    key: jax.Array,
+    source_vocab_size: int,
+    target_vocab_size: int,
+    *,
+    embed_size: int,
+    hidden_size: int,
+    cell: str = "lstm",
+    num_layers: int = 1,
+    bidirectional_encoder: bool = False,
+    bridge: str = "concat",
+    decoder_hidden_size: int | None = None,
+    dtype: Any = jnp.float32,
+) -> Seq2SeqParams:
+    """Initialize an encoder–decoder: embeddings, encoder, bridge, decoder, readout.
+
+    Sizes, with ``H = hidden_size`` and ``L = num_layers``: the encoder has ``L`` layers
+    of width ``H`` (each a bidirectional pair if ``bidirectional_encoder``); the decoder
+    has ``L`` unidirectional layers of width ``2H`` (bidirectional, ``"concat"``), ``H``
+    (``"sum"`` or unidirectional), or ``decoder_hidden_size`` (``"linear"``, default
+    ``H``). Embeddings are ``N(0, 1)``; the readout maps the decoder's top ``h`` to
+    ``target_vocab_size`` logits.
+
+    Args:
+      key: a PRNG key.
+      source_vocab_size: number of source tokens.
+      target_vocab_size: number of target tokens (including start, end and padding).
+      embed_size: size of both embeddings.
+      hidden_size: width of each encoder layer (and direction).
+      cell: ``"rnn"``, ``"lstm"`` or ``"gru"``, for encoder and decoder.
+      num_layers: layers of the encoder and of the decoder.
+      bidirectional_encoder: make each encoder layer a bidirectional pair.
+      bridge: ``"concat"``, ``"sum"`` or ``"linear"``.
+      decoder_hidden_size: decoder width for ``bridge="linear"`` (``None``: ``H``).
+      dtype: dtype of every weight.
+
+    Returns:
+      :class:`Seq2SeqParams`.
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                              hidden_size=16, bidirectional_encoder=True)
+      >>> params.decoder.hidden_size, params.readout.w_y.shape
+      (32, (32, 10))
+    """
+    check_choice("init_seq2seq", "bridge", bridge, BRIDGES)
+    if decoder_hidden_size is not None and bridge != "linear":
+        fail(
+            "init_seq2seq",
+            "decoder_hidden_size",
+            "be None unless bridge='linear'",
+            repr(decoder_hidden_size),
+        )
+    k_src, k_tgt, k_enc, k_dec, k_bridge, k_out = jax.random.split(key, 6)
+    encoder = init_params(
+        k_enc,
+        cell,
+        embed_size,
+        hidden_size,
+        num_layers=num_layers,
+        bidirectional=bidirectional_encoder,
+        dtype=dtype,
+    )
+    if bridge == "linear":
+        decoder_size = decoder_hidden_size or hidden_size
+    elif bidirectional_encoder and bridge == "concat":
+        decoder_size = 2 * hidden_size
+    else:
+        decoder_size = hidden_size
+    decoder = init_params(k_dec, cell, embed_size, decoder_size, num_layers=num_layers, dtype=dtype)
+    bridge_params = None
+    if bridge == "linear":
+        layer_keys = jax.random.split(k_bridge, num_layers)
+        bridge_params = tuple(
+            _init_linear_bridge(k, e, d, dtype)
+            for k, e, d in zip(layer_keys, _layers(encoder), _layers(decoder), strict=True)
+        )
+    return Seq2SeqParams(
+        source_embedding=jax.random.normal(k_src, (source_vocab_size, embed_size), dtype),
+        target_embedding=jax.random.normal(k_tgt, (target_vocab_size, embed_size), dtype),
+        encoder=encoder,
+        decoder=decoder,
+        bridge_params=bridge_params,
+        readout=init_readout(k_out, decoder.output_size, target_vocab_size, dtype=dtype),
+        bridge=bridge,
+    )
+
+
+def _check_tokens(where: str, name: str, tokens: Any) -> jax.Array:
+    tokens = check_array(where, name, tokens)
+    if tokens.ndim < 1 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+        fail(
+            where,
+            name,
+            "be integer tokens of shape (time, ...)",
+            f"{tokens.dtype}{shape_text(tokens.shape)}",
+        )
+    return tokens
+
+
+def encode(
+    params: Seq2SeqParams, source: ArrayLike, source_lengths: ArrayLike | None = None
+) -> tuple[Any, jax.Array]:
+    """Embed and encode a padded batch of source token sequences.
+
+    .. math:: (\\mathrm{carry}, ys) = \\mathrm{unroll}(\\mathrm{encoder}, 0,
+              E_{src}[\\mathrm{source}], \\mathrm{lengths})
+
+    Args:
+      params: from :func:`init_seq2seq`.
+      source: integer tokens ``(source_time, *batch)``; padding beyond ``source_lengths``
+        may hold any valid token.
+      source_lengths: integer ``batch`` shape, or ``None`` when no sequence is padded.
+
+    Returns:
+      ``(carry, ys)``: the encoder's final carry (after each sequence's last valid step,
+      in both directions) and its outputs ``(source_time, *batch, encoder output_size)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                              hidden_size=16, cell="gru")
+      >>> carry, ys = jaxrnn.encode(params, jnp.zeros((7, 3), int), jnp.array([7, 2, 5]))
+      >>> carry.shape, ys.shape
+      ((3, 16), (7, 3, 16))
+    """
+    source = _check_tokens("encode", "source", source)
+    return unroll(params.encoder, None, params.source_embedding[source], lengths=source_lengths)
+
+
+def bridge_carry(params: Seq2SeqParams, encoder_carry: Any) -> Any:
+    """Turn the encoder's final carry into the decoder's initial carry, layer by layer.
+
+    For encoder layer ``l`` with final carry ``s_l`` (``(s_l^{fwd}, s_l^{bwd})`` if
+    bidirectional), applied to each part of the carry (``h``, and ``c`` for an LSTM):
+
+    .. math::
+
+        \\text{concat: } [s^{fwd}_l; s^{bwd}_l] \\qquad
+        \\text{sum: } s^{fwd}_l + s^{bwd}_l \\qquad
+        \\text{linear: } \\tanh([s^{fwd}_l; s^{bwd}_l] W_l + b_l)
+
+    Args:
+      params: from :func:`init_seq2seq`.
+      encoder_carry: the carry returned by :func:`encode`.
+
+    Returns:
+      A carry for ``params.decoder`` with the batch shape of the encoder's carry.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...     hidden_size=16, num_layers=2, bidirectional_encoder=True, bridge="sum")
+      >>> carry, _ = jaxrnn.encode(params, jnp.zeros((7, 3), int))
+      >>> [state.c.shape for state in jaxrnn.bridge_carry(params, carry)]
+      [(3, 16), (3, 16)]
+    """
+    carries = []
+    for i, (layer, carry) in enumerate(
+        zip(_layers(params.encoder), _layer_carries(params.encoder, encoder_carry), strict=True)
+    ):
+        carry = _merge_directions(layer, carry, params.bridge)
+        if params.bridge == "linear":
+            carry = jax.tree.map(lambda s, w: readout(w, s, "tanh"), carry, params.bridge_params[i])
+        carries.append(carry)
+    return tuple(carries) if isinstance(params.decoder, Stack) else carries[0]
+
+
+def shift_right(targets: ArrayLike, start_token: int) -> jax.Array:
+    """Decoder inputs for teacher forcing: the targets delayed by one step.
+
+    .. math:: \\mathrm{inputs}_0 = \\mathrm{start}, \\qquad
+              \\mathrm{inputs}_t = \\mathrm{targets}_{t-1} \\quad (t \\ge 1)
+
+    Args:
+      targets: integer tokens ``(time, *batch)``.
+      start_token: the token that starts every decoder input.
+
+    Returns:
+      Integer tokens ``(time, *batch)``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxrnn
+      >>> jaxrnn.shift_right(jnp.array([[5], [6], [1]]), start_token=2)[:, 0]
+      Array([2, 5, 6], dtype=int32)
+    """
+    targets = _check_tokens("shift_right", "targets", targets)
+    start = jnp.full((1, *targets.shape[1:]), start_token, targets.dtype)
+    return jnp.concatenate([start, targets[:-1]], axis=0)
+
+
+def seq2seq_logits(
+    params: Seq2SeqParams,
+    source: ArrayLike,
+    source_lengths: ArrayLike | None,
+    targets: ArrayLike,
+    target_lengths: ArrayLike | None = None,
+    *,
+    start_token: int,
+) -> jax.Array:
+    """Teacher-forced decoder logits: the decoder reads the true previous target tokens.
+
+    .. math::
+
+        s_0 = \\mathrm{bridge}(\\mathrm{encode}(\\mathrm{source})), \\quad
+        (s_t, h_t) = \\mathrm{decoder}(s_{t-1}, E_{tgt}[y_{t-1}]), \\quad
+        z_t = h_t W_y + b_y
+
+    with ``y_{-1}`` = ``start_token``; ``z_t`` scores the target ``y_t``.
+
+    Args:
+      params: from :func:`init_seq2seq`.
+      source: integer ``(source_time, *batch)``.
+      source_lengths: integer ``batch``, or ``None``.
+      targets: integer ``(target_time, *batch)``, each sequence ending with the end token
+        and padded after it.
+      target_lengths: integer ``batch`` (including the end token), or ``None``.
+      start_token: the decoder's first input token.
+
+    Returns:
+      Logits ``(target_time, *batch, target_vocab_size)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                              hidden_size=16)
+      >>> logits = jaxrnn.seq2seq_logits(params, jnp.zeros((7, 3), int), None,
+      ...                                jnp.zeros((4, 3), int), start_token=2)
+      >>> logits.shape
+      (4, 3, 10)
+    """
+    encoder_carry, _ = encode(params, source, source_lengths)
+    inputs = params.target_embedding[shift_right(targets, start_token)]
+    _, ys = unroll(
+        params.decoder, bridge_carry(params, encoder_carry), inputs, lengths=target_lengths
+    )
+    return readout(params.readout, ys)
+
+
+def seq2seq_loss(
+    params: Seq2SeqParams,
+    source: ArrayLike,
+    source_lengths: ArrayLike | None,
+    targets: ArrayLike,
+    target_lengths: ArrayLike | None = None,
+    *,
+    start_token: int,
+) -> jax.Array:
+    """Mean teacher-forced cross-entropy per valid target token.
+
+    .. math:: L = \\frac{1}{\\sum_b \\mathrm{lengths}_b} \\sum_b
+              \\sum_{t < \\mathrm{lengths}_b} -\\log \\mathrm{softmax}(z_{t,b})_{y_{t,b}}
+
+    Args:
+      params, source, source_lengths, targets, target_lengths, start_token: as in
+        :func:`seq2seq_logits`.
+
+    Returns:
+      A scalar.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                              hidden_size=16)
+      >>> loss = jaxrnn.seq2seq_loss(params, jnp.zeros((7, 3), int), None,
+      ...                            jnp.ones((4, 3), int), jnp.array([4, 1, 2]),
+      ...                            start_token=2)
+      >>> loss.shape, bool(loss > 0)
+      ((), True)
+    """
+    logits = seq2seq_logits(
+        params, source, source_lengths, targets, target_lengths, start_token=start_token
+    )
+    return sequence_softmax_cross_entropy(
+        logits, jnp.asarray(targets), lengths=target_lengths, reduction="mean"
+    )
+
+
+def _decode(
+    params,
+    source,
+    source_lengths,
+    *,
+    max_length,
+    start_token,
+    end_token,
+    pad_token,
+    choose,
+    key,
+    temperature,
+) -> tuple[jax.Array, jax.Array]:
+    encoder_carry, _ = encode(params, source, source_lengths)
+    batch_shape = jnp.shape(source)[1:]
+    first_input = params.target_embedding[jnp.full(batch_shape, start_token)]
+    _, tokens = generate(
+        params.decoder,
+        bridge_carry(params, encoder_carry),
+        first_input,
+        max_length,
+        readout=lambda y: readout(params.readout, y),
+        choose=choose,
+        embed=lambda token: params.target_embedding[token],
+        key=key,
+        temperature=temperature,
+        end_token=end_token,
+        pad_token=pad_token,
+    )
+    return tokens, decoded_lengths(tokens, end_token)
+
+
+def greedy_decode(
+    params: Seq2SeqParams,
+    source: ArrayLike,
+    source_lengths: ArrayLike | None = None,
+    *,
+    max_length: int,
+    start_token: int,
+    end_token: int,
+    pad_token: int = 0,
+) -> tuple[jax.Array, jax.Array]:
+    """Decode by taking the most likely token at every step, fed back as the next input.
+
+    .. math:: \\hat y_t = \\arg\\max_k z_{t,k}, \\qquad
+              (s_{t}, h_{t}) = \\mathrm{decoder}(s_{t-1}, E_{tgt}[\\hat y_{t-1}])
+
+    A fixed-length ``lax.scan`` (see :func:`~jaxrnn.generate`): after a sequence emits
+    ``end_token`` it emits only ``pad_token``. Jit it with the keyword arguments bound
+    (``functools.partial``).
+
+    Args:
+      params: from :func:`init_seq2seq`.
+      source: integer ``(source_time, *batch)``.
+      source_lengths: integer ``batch``, or ``None``.
+      max_length: number of decoding steps.
+      start_token: first decoder input.
+      end_token: token that ends a sequence.
+      pad_token: emitted after the end.
+
+    Returns:
+      ``(tokens, lengths)``: ``(max_length, *batch)`` tokens and the ``batch``-shaped
+      number of tokens up to and including the end token (``max_length`` if none).
+
+    Example:
+      >>> import functools, jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                              hidden_size=16)
+      >>> decode = jax.jit(functools.partial(jaxrnn.greedy_decode, max_length=6,
+      ...                                    start_token=2, end_token=1))
+      >>> tokens, lengths = decode(params, jnp.zeros((7, 3), int), jnp.array([7, 2, 5]))
+      >>> tokens.shape, lengths.shape
+      ((6, 3), (3,))
+    """
+    return _decode(
+        params,
+        source,
+        source_lengths,
+        max_length=max_length,
+        start_token=start_token,
+        end_token=end_token,
+        pad_token=pad_token,
+        choose="argmax",
+        key=None,
+        temperature=1.0,
+    )
+
+
+def sample_decode(
+    params: Seq2SeqParams,
+    source: ArrayLike,
+    source_lengths: ArrayLike | None = None,
+    *,
+    key: jax.Array,
+    max_length: int,
+    start_token: int,
+    end_token: int,
+    pad_token: int = 0,
+    temperature: float = 1.0,
+) -> tuple[jax.Array, jax.Array]:
+    """Decode by sampling each token from ``softmax(z_t / temperature)``.
+
+    .. math:: \\hat y_t \\sim \\mathrm{Categorical}(\\mathrm{softmax}(z_t / \\tau))
+
+    As :func:`greedy_decode` otherwise; ``temperature -> 0`` approaches greedy decoding.
+
+    Args:
+      params, source, source_lengths, max_length, start_token, end_token, pad_token: as
+        in :func:`greedy_decode`.
+      key: PRNG key (split once per step).
+      temperature: ``tau > 0``.
+
+    Returns:
+      ``(tokens, lengths)`` as in :func:`greedy_decode`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                              hidden_size=16)
+      >>> tokens, lengths = jaxrnn.sample_decode(
+      ...     params, jnp.zeros((7, 3), int), key=jax.random.key(1), max_length=6,
+      ...     start_token=2, end_token=1, temperature=0.5)
+      >>> tokens.shape
+      (6, 3)
+    """
+    _check_key("sample_decode", key)
+    return _decode(
+        params,
+        source,
+        source_lengths,
+        max_length=max_length,
+        start_token=start_token,
+        end_token=end_token,
+        pad_token=pad_token,
+        choose="sample",
+        key=key,
+        temperature=temperature,
+    )
+
+
+def beam_search(
+    params: Seq2SeqParams,
+    source: ArrayLike,
+    source_lengths: ArrayLike | None = None,
+    *,
+    beam_size: int,
+    max_length: int,
+    start_token: int,
+    end_token: int,
+    pad_token: int = 0,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Keep the ``beam_size`` most likely partial outputs at every step; return the best.
+
+    Each hypothesis ``y_{1..t}`` has score ``sum_t log p(y_t | y_<t, source)``. At every
+    step every live hypothesis is extended by every token, and the ``beam_size`` best of
+    the ``beam_size * vocab`` candidates are kept; a finished hypothesis (it emitted
+    ``end_token``) is extended only by ``pad_token`` at no cost, so it keeps its score.
+    Scores are not length-normalized.
+
+    Args:
+      params, source, source_lengths, max_length, start_token, end_token, pad_token: as
+        in :func:`greedy_decode`; ``source`` must have one batch axis ``(time, batch)``.
+      beam_size: hypotheses kept per sequence (``1`` is greedy decoding).
+
+    Returns:
+      ``(tokens, lengths, scores)``: the best hypothesis of each sequence, tokens
+      ``(max_length, batch)``, lengths ``(batch,)`` and log-probabilities ``(batch,)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                              hidden_size=16)
+      >>> tokens, lengths, scores = jaxrnn.beam_search(
+      ...     params, jnp.zeros((7, 3), int), beam_size=4, max_length=6, start_token=2,
+      ...     end_token=1)
+      >>> tokens.shape, scores.shape
+      ((6, 3), (3,))
+    """
+    where = "beam_search"
+    source = _check_tokens(where, "source", source)
+    if source.ndim != 2:
+        fail(where, "source", "have shape (time, batch)", shape_text(source.shape))
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+        fail(where, "beam_size", "be a positive int", repr(beam_size), TypeError)
+    batch = source.shape[1]
+    if source_lengths is not None:
+        check_lengths(where, source_lengths, (batch,), source.shape[0])
+    encoder_carry, _ = encode(params, source, source_lengths)
+    # Every hypothesis becomes a row of a (batch * beam) batch: beam k of sequence b is row
+    # b * beam + k. Only beam 0 is alive at first, so the first step does not pick the same
+    # token from beam_size identical copies.
+    carry = jax.tree.map(
+        lambda a: jnp.repeat(a, beam_size, axis=0), bridge_carry(params, encoder_carry)
+    )
+    vocab = params.readout.output_size
+    scores = jnp.where(jnp.arange(beam_size) == 0, 0.0, -jnp.inf)
+    scores = jnp.tile(scores, (batch, 1))  # (batch, beam)
+    tokens = jnp.full((batch, beam_size), start_token)
+    finished = jnp.zeros((batch, beam_size), bool)
+    history = jnp.full((max_length, batch, beam_size), pad_token)
+    pad_only = jnp.where(jnp.arange(vocab) == pad_token, 0.0, -jnp.inf)
+
+    def body(state, t):
+        carry, tokens, scores, finished, history = state
+        x = params.target_embedding[tokens.reshape(-1)]
+        new_carry, y = cell_step(params.decoder, carry, x)
+        log_probs = jax.nn.log_softmax(readout(params.readout, y), -1)
+        log_probs = log_probs.reshape(batch, beam_size, vocab)
+        log_probs = jnp.where(finished[..., None], pad_only, log_probs)
+        candidates = (scores[..., None] + log_probs).reshape(batch, beam_size * vocab)
+        scores, flat = jax.lax.top_k(candidates, beam_size)  # (batch, beam)
+        parent, tokens = flat // vocab, flat % vocab
+        rows = (jnp.arange(batch)[:, None] * beam_size + parent).reshape(-1)
+        carry = jax.tree.map(lambda a: a[rows], new_carry)
+        history = jnp.take_along_axis(history, parent[None], axis=2).at[t].set(tokens)
+        finished = jnp.take_along_axis(finished, parent, axis=1) | (tokens == end_token)
+        return (carry, tokens, scores, finished, history), None
+
+    state = (carry, tokens, scores, finished, history)
+    (_, _, scores, _, history), _ = jax.lax.scan(body, state, jnp.arange(max_length))
+    best = jnp.argmax(scores, axis=1)  # top_k sorts, but argmax says what is meant
+    best_tokens = jnp.take_along_axis(history, best[None, :, None], axis=2)[..., 0]
+    best_scores = jnp.take_along_axis(scores, best[:, None], axis=1)[:, 0]
+    return best_tokens, decoded_lengths(best_tokens, end_token), best_scores
