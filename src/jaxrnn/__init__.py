@@ -5,12 +5,28 @@ time with ``lax.scan``; :func:`stack` and :func:`bidirectional` compose them; ev
 works under ``jit``, ``vmap`` and ``grad`` and matches PyTorch numerically.
 """
 
-from jaxrnn.cells import GRUParams, LSTMParams, LSTMState, RNNParams
+from jaxrnn.carries import CarryOutputs, LearnedInit, learned_init, with_carry_outputs
+from jaxrnn.cells import (
+    ConvLSTMParams,
+    GRUParams,
+    LayerNormLSTMParams,
+    LSTMParams,
+    LSTMState,
+    MGUParams,
+    RNNParams,
+)
 from jaxrnn.composites import Bidirectional, BidirectionalState, Stack, bidirectional, stack
 from jaxrnn.dropout import dropout
 from jaxrnn.generation import decoded_lengths, generate
 from jaxrnn.initialization import init_params
 from jaxrnn.interop.torch import from_torch, to_torch
+from jaxrnn.long_sequences import (
+    chunk_lengths,
+    reset_carry,
+    split_chunks,
+    truncated_bptt,
+    unroll_with_resets,
+)
 from jaxrnn.losses import (
     masked_reduce,
     sequence_binary_cross_entropy,
@@ -19,6 +35,7 @@ from jaxrnn.losses import (
 )
 from jaxrnn.pooling import final_hidden, pool_last, pool_max, pool_mean
 from jaxrnn.readout import ReadoutParams, init_readout, readout
+from jaxrnn.regularization import Regularized, regularize
 from jaxrnn.seq2seq import (
     Seq2SeqParams,
     beam_search,
@@ -31,6 +48,15 @@ from jaxrnn.seq2seq import (
     seq2seq_loss,
     shift_right,
 )
+from jaxrnn.training import (
+    StepMetrics,
+    TrainState,
+    TrainStep,
+    fit,
+    make_train_step,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from jaxrnn.unrolling import cell_step, init_carry, sequence_mask, unroll
 
 __version__ = "0.1.0"
@@ -38,21 +64,32 @@ __version__ = "0.1.0"
 __all__ = [
     "Bidirectional",
     "BidirectionalState",
+    "CarryOutputs",
+    "ConvLSTMParams",
     "GRUParams",
     "LSTMParams",
     "LSTMState",
+    "LayerNormLSTMParams",
+    "LearnedInit",
+    "MGUParams",
     "RNNParams",
     "ReadoutParams",
+    "Regularized",
     "Seq2SeqParams",
     "Stack",
+    "StepMetrics",
+    "TrainState",
+    "TrainStep",
     "beam_search",
     "bidirectional",
     "bridge_carry",
     "cell_step",
+    "chunk_lengths",
     "decoded_lengths",
     "dropout",
     "encode",
     "final_hidden",
+    "fit",
     "from_torch",
     "generate",
     "greedy_decode",
@@ -60,12 +97,18 @@ __all__ = [
     "init_params",
     "init_readout",
     "init_seq2seq",
+    "learned_init",
+    "make_train_step",
     "masked_reduce",
     "pool_last",
     "pool_max",
     "pool_mean",
     "readout",
+    "regularize",
+    "reset_carry",
+    "restore_checkpoint",
     "sample_decode",
+    "save_checkpoint",
     "seq2seq_logits",
     "seq2seq_loss",
     "sequence_binary_cross_entropy",
@@ -73,7 +116,11 @@ __all__ = [
     "sequence_mean_squared_error",
     "sequence_softmax_cross_entropy",
     "shift_right",
+    "split_chunks",
     "stack",
     "to_torch",
+    "truncated_bptt",
     "unroll",
+    "unroll_with_resets",
+    "with_carry_outputs",
 ]
