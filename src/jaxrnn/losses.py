@@ -2,12 +2,15 @@
 
 Every loss here is computed in three steps, so its meaning is visible:
 
-    per_step = <optax loss>(...)                      # (time, *batch), one number per step
-    per_step = where(sequence_mask(lengths, time), per_step, 0)
-    loss = reduce(per_step)                           # "sum", "mean" or "none"
+    valid = sequence_mask(lengths, time)               # (time, *batch)
+    logits, labels = where(valid, logits, 0), where(valid, labels, 0)
+    per_step = <optax loss>(logits, labels)           # (time, *batch), one number per step
+    loss = reduce(where(valid, per_step, 0))          # "sum", "mean" or "none"
 
 Padding steps (``t >= lengths[b]``) contribute neither to the value nor to the gradient,
-whatever the padded predictions or labels are. ``"mean"`` divides by the number of valid
+whatever the padded predictions or labels are (even NaN: padded inputs are replaced
+before any arithmetic, because the gradient of ``where(valid, f(x), 0)`` is still NaN
+where ``f'(x)`` is). ``"mean"`` divides by the number of valid
 steps, not by ``time * batch``, so a batch of short sequences is not down-weighted.
 """
 
@@ -62,27 +65,40 @@ def masked_reduce(
       >>> float(jaxrnn.masked_reduce(per_step, jnp.array([4, 1]), "mean"))
       1.0
     """
-    per_step = check_array("masked_reduce", "per_step", per_step)
-    return _reduce("masked_reduce", per_step, lengths, reduction)
-
-
-def _reduce(where: str, per_step: jax.Array, lengths, reduction: str) -> jax.Array:
+    where = "masked_reduce"
+    per_step = check_array(where, "per_step", per_step)
     check_choice(where, "reduction", reduction, REDUCTIONS)
     if per_step.ndim < 1:
-        fail(where, "losses", "have a time axis: shape (time, ...)", shape_text(per_step.shape))
+        fail(where, "per_step", "have shape (time, ...)", shape_text(per_step.shape))
+    valid = _valid(where, lengths, per_step.shape[1:], per_step.shape[0])
+    return _reduce(where, per_step, valid, reduction)
+
+
+def _valid(where: str, lengths, batch_shape: tuple[int, ...], num_steps: int):
+    """The ``(time, *batch)`` mask of valid steps, or ``None`` when ``lengths`` is."""
     if lengths is None:
-        mask = jnp.ones(per_step.shape, bool)
-    else:
-        lengths = check_lengths(where, lengths, per_step.shape[1:], per_step.shape[0])
-        mask = sequence_mask(lengths, per_step.shape[0])
-    # where, not multiplication: a NaN or inf computed on padding must not leak (0 * inf).
-    per_step = jnp.where(mask, per_step, jnp.zeros_like(per_step))
+        return None
+    lengths = check_lengths(where, lengths, batch_shape, num_steps)
+    return sequence_mask(lengths, num_steps)
+
+
+def _zero_padding(valid, x: jax.Array) -> jax.Array:
+    if valid is None:
+        return x
+    mask = valid.reshape(valid.shape + (1,) * (x.ndim - valid.ndim))
+    return jnp.where(mask, x, jnp.zeros_like(x))
+
+
+def _reduce(where: str, per_step: jax.Array, valid, reduction: str) -> jax.Array:
+    if valid is None:
+        valid = jnp.ones(per_step.shape, bool)
+    per_step = jnp.where(valid, per_step, jnp.zeros_like(per_step))
     if reduction == "none":
         return per_step
     total = per_step.sum()
     if reduction == "sum":
         return total
-    return total / jnp.maximum(mask.sum(), 1).astype(per_step.dtype)
+    return total / jnp.maximum(valid.sum(), 1).astype(per_step.dtype)
 
 
 def _check_pair(where: str, a, a_name: str, b, b_name: str) -> tuple[jax.Array, jax.Array]:
@@ -137,8 +153,11 @@ def sequence_binary_cross_entropy(
     """
     where = "sequence_binary_cross_entropy"
     logits, labels = _check_pair(where, logits, "logits", labels, "labels")
+    check_choice(where, "reduction", reduction, REDUCTIONS)
+    valid = _valid(where, lengths, logits.shape[1:-1], logits.shape[0])
+    logits, labels = _zero_padding(valid, logits), _zero_padding(valid, labels)
     per_step = optax.losses.sigmoid_binary_cross_entropy(logits, labels).sum(-1)
-    return _reduce(where, per_step, lengths, reduction)
+    return _reduce(where, per_step, valid, reduction)
 
 
 def sequence_softmax_cross_entropy(
@@ -185,8 +204,11 @@ def sequence_softmax_cross_entropy(
         fail(where, "labels", expected, shape_text(labels.shape))
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         fail(where, "labels", "have an integer dtype", str(labels.dtype), TypeError)
+    check_choice(where, "reduction", reduction, REDUCTIONS)
+    valid = _valid(where, lengths, labels.shape[1:], labels.shape[0])
+    logits, labels = _zero_padding(valid, logits), _zero_padding(valid, labels)
     per_step = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return _reduce(where, per_step, lengths, reduction)
+    return _reduce(where, per_step, valid, reduction)
 
 
 def sequence_mean_squared_error(
@@ -222,5 +244,8 @@ def sequence_mean_squared_error(
     """
     where = "sequence_mean_squared_error"
     predictions, targets = _check_pair(where, predictions, "predictions", targets, "targets")
+    check_choice(where, "reduction", reduction, REDUCTIONS)
+    valid = _valid(where, lengths, predictions.shape[1:-1], predictions.shape[0])
+    predictions, targets = _zero_padding(valid, predictions), _zero_padding(valid, targets)
     per_step = optax.losses.squared_error(predictions, targets).mean(-1)
-    return _reduce(where, per_step, lengths, reduction)
+    return _reduce(where, per_step, valid, reduction)
