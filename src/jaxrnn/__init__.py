@@ -10,9 +10,13 @@ from jaxrnn.cells import (
     ConvLSTMParams,
     GRUParams,
     LayerNormLSTMParams,
+    LRUParams,
+    LRUState,
     LSTMParams,
     LSTMState,
     MGUParams,
+    MinGRUParams,
+    MinLSTMParams,
     RNNParams,
 )
 from jaxrnn.composites import Bidirectional, BidirectionalState, Stack, bidirectional, stack
@@ -32,6 +36,12 @@ from jaxrnn.losses import (
     sequence_binary_cross_entropy,
     sequence_mean_squared_error,
     sequence_softmax_cross_entropy,
+)
+from jaxrnn.parallel import (  # also registers unroll methods "parallel", "deer", "quasi_deer"
+    DEERInfo,
+    DEERNotConvergedError,
+    deer_unroll,
+    linear_scan,
 )
 from jaxrnn.pooling import final_hidden, pool_last, pool_max, pool_mean
 from jaxrnn.readout import ReadoutParams, init_readout, readout
@@ -66,12 +76,18 @@ __all__ = [
     "BidirectionalState",
     "CarryOutputs",
     "ConvLSTMParams",
+    "DEERInfo",
+    "DEERNotConvergedError",
     "GRUParams",
+    "LRUParams",
+    "LRUState",
     "LSTMParams",
     "LSTMState",
     "LayerNormLSTMParams",
     "LearnedInit",
     "MGUParams",
+    "MinGRUParams",
+    "MinLSTMParams",
     "RNNParams",
     "ReadoutParams",
     "Regularized",
@@ -86,6 +102,7 @@ __all__ = [
     "cell_step",
     "chunk_lengths",
     "decoded_lengths",
+    "deer_unroll",
     "dropout",
     "encode",
     "final_hidden",
@@ -98,6 +115,7 @@ __all__ = [
     "init_readout",
     "init_seq2seq",
     "learned_init",
+    "linear_scan",
     "make_train_step",
     "masked_reduce",
     "pool_last",

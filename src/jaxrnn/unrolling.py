@@ -328,7 +328,12 @@ def unroll(
       unroll: passed to ``lax.scan``: how many steps each loop iteration runs.
       remat: recompute each step in the backward pass (``jax.checkpoint``), trading
         compute for memory on long sequences.
-      method: how cells run over time: ``"sequential"`` (``lax.scan``, every cell).
+      method: how cells run over time: ``"sequential"`` (``lax.scan``, every cell);
+        ``"parallel"`` (a parallel scan over time, for cells linear in their state:
+        ``"mingru"``, ``"minlstm"``, ``"lru"``); ``"deer"`` / ``"quasi_deer"`` (Newton's
+        method over the whole trajectory with full / diagonal Jacobians, for nonlinear
+        cells; raises :class:`~jaxrnn.DEERNotConvergedError` if it does not converge). See
+        :mod:`jaxrnn.parallel` and :func:`~jaxrnn.deer_unroll` for options and reports.
 
     Returns:
       ``(carry, ys)``: the final carry and outputs ``(time, ..., output_size)``.

@@ -1,0 +1,607 @@
+"""Parallel-in-time unrolling: scans for linear recurrences, Newton (DEER) for nonlinear ones.
+
+Two ideas, both behind ``unroll(..., method=...)``:
+
+**A linear recurrence is a scan.** If ``h_t = a_t * h_{t-1} + b_t``, a step is the affine
+map ``h -> a_t h + b_t``, and composing two of them gives another one:
+``(a_2, b_2) ∘ (a_1, b_1) = (a_2 a_1, a_2 b_1 + b_2)``. Composition is associative, so
+all prefixes ``h_1 ... h_T`` follow from ``jax.lax.associative_scan`` in ``O(log T)``
+depth (``method="parallel"``), for the cells that are linear in their state
+(:class:`~jaxrnn.cells.LinearCell`: ``"mingru"``, ``"minlstm"``, ``"lru"``).
+
+**A nonlinear recurrence is a root-finding problem over the trajectory** (DEER, Lim et al.
+2024). Write the whole trajectory ``H = (h_1 ... h_T)`` as the unknown of
+``h_t = f(h_{t-1}, x_t)``. Newton's method linearizes every step around the current guess,
+``h_t ≈ f(ĥ_{t-1}) + J_t (h_{t-1} - ĥ_{t-1})`` with ``J_t = ∂f/∂h(ĥ_{t-1}, x_t)``, which
+is a *linear* recurrence in ``h``: one parallel scan per Newton iteration
+(``method="deer"``). With only the diagonal of ``J_t`` (quasi-DEER, Gonzalez et al. 2024)
+the scan is elementwise and much cheaper, at the price of more iterations
+(``method="quasi_deer"``). Whatever the Jacobian used, the first ``k`` steps are exact
+after ``k`` iterations, so the iteration always ends within ``T`` iterations in exact
+arithmetic; what the Jacobian buys is how much sooner. Gradients come from the implicit
+function theorem at the solution, by a linear solve with the same (transposed, reversed)
+scan, never by differentiating through the iterations.
+
+Lengths and reverse follow :func:`jaxrnn.unroll` exactly: masked steps are the identity
+step (``a = 1, b = 0``) and emit zeros; a reversed run is the forward run of the
+time-flipped sequence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
+
+from jaxrnn._checks import (
+    check_array,
+    check_choice,
+    check_features,
+    check_floating,
+    check_lengths,
+    fail,
+)
+from jaxrnn.cells._linear import LinearCell
+from jaxrnn.unrolling import Run, _check_carry, _check_params, _param_dtype, register_method
+
+__all__ = [
+    "DEERConfig",
+    "DEERInfo",
+    "DEERNotConvergedError",
+    "deer_unroll",
+    "linear_scan",
+]
+
+STRATEGIES = ("tree", "chunked")
+VARIANTS = ("full", "diagonal")
+ON_FAILURE = ("raise", "nan", "warn")
+
+
+# --------------------------------------------------------------------------------------
+# The scan of a linear recurrence
+# --------------------------------------------------------------------------------------
+
+
+def _compose_elementwise(first, second):
+    a1, b1 = first
+    a2, b2 = second
+    return a2 * a1, a2 * b1 + b2
+
+
+def _compose_matrix(first, second):
+    a1, b1 = first
+    a2, b2 = second
+    return a2 @ a1, jnp.einsum("...ij,...j->...i", a2, b1) + b2
+
+
+def _chunked_scan(a: jax.Array, b: jax.Array, chunk_size: int) -> jax.Array:
+    """``h_t = a_t h_{t-1} + b_t`` from ``h_{-1} = 0``: sequential inside chunks, all
+    chunks at once, then a short sequential pass over the chunk ends."""
+    num_steps = a.shape[0]
+    num_chunks = -(-num_steps // chunk_size)
+    pad = num_chunks * chunk_size - num_steps
+    # Padding steps are identity steps (a=1, b=0): they change nothing.
+    a = jnp.concatenate([a, jnp.ones((pad, *a.shape[1:]), a.dtype)])
+    b = jnp.concatenate([b, jnp.zeros((pad, *b.shape[1:]), b.dtype)])
+    # (time, ...) -> (chunk_size, num_chunks, ...): the scan runs over positions in a chunk.
+    a = jnp.swapaxes(a.reshape(num_chunks, chunk_size, *a.shape[1:]), 0, 1)
+    b = jnp.swapaxes(b.reshape(num_chunks, chunk_size, *b.shape[1:]), 0, 1)
+
+    def within(h, ab):
+        h = ab[0] * h + ab[1]
+        return h, h
+
+    _, local = jax.lax.scan(within, jnp.zeros_like(b[0]), (a, b))
+    decay = jnp.cumprod(a, axis=0)  # product of a within the chunk up to each position
+
+    def across(h, ends):
+        h = ends[0] * h + ends[1]
+        return h, h
+
+    _, ends = jax.lax.scan(across, jnp.zeros_like(b[0, 0]), (decay[-1], local[-1]))
+    starts = jnp.concatenate([jnp.zeros_like(ends[:1]), ends[:-1]])
+    h = local + decay * starts[None]
+    return jnp.swapaxes(h, 0, 1).reshape(num_chunks * chunk_size, *b.shape[2:])[:num_steps]
+
+
+def linear_scan(
+    a: ArrayLike,
+    b: ArrayLike,
+    h0: ArrayLike | None = None,
+    *,
+    reverse: bool = False,
+    strategy: str = "tree",
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """All states of the elementwise linear recurrence ``h_t = a_t * h_{t-1} + b_t``.
+
+    Equivalent to::
+
+        h = h0
+        for t in range(time):              # reversed(range(time)) with reverse=True
+            h = a[t] * h + b[t]
+            hs[t] = h
+
+    Args:
+      a: coefficients ``(time, ...)``, real or complex.
+      b: inputs ``(time, ...)``, same shape as ``a``.
+      h0: initial state ``(...)``; ``None`` for zeros.
+      reverse: run from ``t = time - 1`` down to ``0``.
+      strategy: ``"tree"``: ``jax.lax.associative_scan``, ``O(log T)`` depth and
+        ``O(T)`` work; ``"chunked"``: a sequential scan inside chunks of ``chunk_size``
+        steps, all chunks at once, then a sequential pass over the ``T / chunk_size``
+        chunk ends (``O(sqrt T)`` sequential steps of wider arrays with the default size).
+      chunk_size: steps per chunk for ``"chunked"``; default ``ceil(sqrt(time))``.
+
+    Returns:
+      ``hs`` of the shape of ``b``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxrnn.parallel import linear_scan
+      >>> linear_scan(jnp.full(4, 0.5), jnp.ones(4), h0=jnp.array(8.0)).tolist()
+      [5.0, 3.5, 2.75, 2.375]
+    """
+    a = check_array("linear_scan", "a", a)
+    b = check_array("linear_scan", "b", b)
+    if a.shape != b.shape or a.ndim == 0:
+        fail("linear_scan", "a", f"have the shape of b {b.shape} with a time axis", str(a.shape))
+    check_choice("linear_scan", "strategy", strategy, STRATEGIES)
+    if reverse:
+        a, b = a[::-1], b[::-1]
+    if h0 is not None:
+        # h_0 = a_0 h0 + b_0: fold the initial state into the first step.
+        b = b.at[0].add(a[0] * jnp.asarray(h0, b.dtype))
+    if strategy == "tree":
+        _, hs = jax.lax.associative_scan(_compose_elementwise, (a, b))
+    else:
+        size = chunk_size or max(1, math.isqrt(a.shape[0] - 1) + 1)
+        hs = _chunked_scan(a, b, int(size))
+    return hs[::-1] if reverse else hs
+
+
+#: How ``method="parallel"`` scans. Measured on CPU (benchmarks/parallel_in_time.py,
+#: docs/parallel.md): the chunked scan is faster than the tree scan at every size tried.
+#: Not measured on an accelerator, where the tree scan is the usual choice.
+DEFAULT_STRATEGY = {"cpu": "chunked"}
+
+
+def _default_strategy() -> str:
+    return DEFAULT_STRATEGY.get(jax.default_backend(), "tree")
+
+
+# --------------------------------------------------------------------------------------
+# method="parallel": cells linear in their state
+# --------------------------------------------------------------------------------------
+
+
+def _expand(mask: jax.Array, x: jax.Array) -> jax.Array:
+    return mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+
+
+def _parallel_cell(cell: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
+    """``unroll(..., method="parallel")`` for one cell."""
+    if not isinstance(cell, LinearCell):
+        fail(
+            "unroll",
+            "params",
+            "be a cell that is linear in its state for method='parallel' "
+            "(mingru, minlstm, lru); use method='sequential', or 'deer'/'quasi_deer' for "
+            "a nonlinear cell",
+            type(cell).__name__,
+        )
+    projected = cell.input_projection(xs)
+    a, b = cell.linear_coefficients(projected)
+    h0 = cell.state_from_carry(carry)
+    if run.valid is not None:
+        valid = _expand(run.valid, a)
+        a = jnp.where(valid, a, jnp.ones_like(a))
+        b = jnp.where(valid, b, jnp.zeros_like(b))
+    hs = linear_scan(a, b, h0, reverse=run.reverse, strategy=_default_strategy())
+    last = hs[0] if run.reverse else hs[-1]  # masked steps copy the state to the end
+    new_carry = jax.tree.map(lambda n, o: n.astype(o.dtype), cell.carry_from_state(last), carry)
+    ys = cell.readout(hs, projected)
+    if run.valid is not None:
+        ys = jnp.where(_expand(run.valid, ys), ys, jnp.zeros_like(ys))
+    return new_carry, ys
+
+
+register_method("parallel", _parallel_cell)
+
+
+# --------------------------------------------------------------------------------------
+# DEER: Newton's method over the trajectory of a nonlinear cell
+# --------------------------------------------------------------------------------------
+
+
+class DEERNotConvergedError(RuntimeError):
+    """DEER stopped at ``max_iter`` (or on a non-finite value) above its tolerance."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DEERConfig:
+    """Options of a DEER solve (hashable: it is static under ``jit``).
+
+    ``tol``: converged when ``max_t |h_t - f(h_{t-1}, x_t)| <= tol * max(1, max_t |h_t|)``
+    (infinity norms over the flattened state); ``None`` gives ``100 * eps`` of the dtype
+    (about ``1.2e-5`` in float32). ``max_iter``: Newton iterations at most.
+    ``variant``: ``"full"`` Jacobians (``(n, n)`` per step, ``O(n^3)`` per scan element) or
+    their ``"diagonal"`` (quasi-DEER, ``O(n)``). ``damping``: ``J ← J / (1 + damping)``,
+    a simple stabilizer in the spirit of ELK's trust region (not ELK's Kalman-smoother
+    step): it shrinks each linearized recurrence toward the always-convergent fixed-point
+    (Picard) iteration ``J = 0``. ``on_failure``: what to do when not converged, see
+    :func:`deer_unroll`.
+    """
+
+    tol: float | None = None
+    max_iter: int = 100
+    variant: str = "full"
+    damping: float = 0.0
+    on_failure: str = "raise"
+
+
+class DEERInfo(NamedTuple):
+    """How a DEER solve went, per sequence."""
+
+    iterations: jax.Array  # shape=(*batch,), int32: Newton iterations done
+    residual: jax.Array  # shape=(*batch,): max_t |h_t - f(h_{t-1}, x_t)| of the result
+    converged: jax.Array  # shape=(*batch,), bool: residual within the tolerance
+
+
+def _tolerance(config: DEERConfig, dtype: Any) -> float:
+    return 100 * float(jnp.finfo(dtype).eps) if config.tol is None else float(config.tol)
+
+
+def _transition(cell: Any, unravel: Callable) -> Callable:
+    """``f(s_prev, x, valid) -> s``: the cell's step on the flattened state of one
+    sequence; a masked step is the identity (so its Jacobian is ``I``)."""
+
+    def f(s_prev, x, valid):
+        new, _ = cell.step(unravel(s_prev), x)
+        s = ravel_pytree(new)[0].astype(s_prev.dtype)
+        return jnp.where(valid, s, s_prev)
+
+    return f
+
+
+def _shift(s: jax.Array, s0: jax.Array) -> jax.Array:
+    """``(s0, s_0, ..., s_{T-2})``: the state before each step."""
+    return jnp.concatenate([s0[None], s[:-1]])
+
+
+def _jacobians(f: Callable, s_prev, xs, valid, variant: str) -> jax.Array:
+    jac = jax.vmap(jax.jacfwd(f), in_axes=(0, 0, 0))(s_prev, xs, valid)
+    return jnp.diagonal(jac, axis1=-2, axis2=-1) if variant == "diagonal" else jac
+
+
+def _scan_affine(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``h_t = a_t h_{t-1} + b_t`` from ``h_{-1} = 0``; ``a`` elementwise or matrices."""
+    compose = _compose_matrix if a.ndim == b.ndim + 1 else _compose_elementwise
+    return jax.lax.associative_scan(compose, (a, b))[1]
+
+
+def _apply(a: jax.Array, s: jax.Array) -> jax.Array:
+    return jnp.einsum("...ij,...j->...i", a, s) if a.ndim == s.ndim + 1 else a * s
+
+
+def _newton(
+    linearize: Callable,
+    s_init: jax.Array,
+    tol: float,
+    max_iter: int,
+    scale_floor: float = 1.0,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Solve ``s = F(s)`` for a trajectory ``s`` of shape ``(time, n)``.
+
+    ``linearize(s) -> (F(s), a, b)`` where the Newton update is the scan
+    ``s'_t = a_t s'_{t-1} + b_t``. Returns ``(s, iterations, residual)``, the residual
+    being that of the returned ``s``.
+    """
+
+    def measure(s, fs):
+        scale = jnp.maximum(scale_floor, jnp.max(jnp.abs(s)))
+        return jnp.max(jnp.abs(s - fs)), scale
+
+    def cond(state):
+        k, _, _, _, res, scale = state
+        # A NaN residual compares False: the loop stops and reports non-convergence.
+        return (k < max_iter) & (res > tol * scale)
+
+    def body(state):
+        k, _, a, b, _, _ = state
+        s = _scan_affine(a, b)
+        fs, a, b = linearize(s)
+        res, scale = measure(s, fs)
+        return k + 1, s, a, b, res, scale
+
+    fs, a, b = linearize(s_init)
+    res, scale = measure(s_init, fs)
+    state = (jnp.asarray(0, jnp.int32), s_init, a, b, res, scale)
+    k, s, _, _, res, _ = jax.lax.while_loop(cond, body, state)
+    return s, k, res
+
+
+def _report(converged, residual, iterations, on_failure: str, where: str) -> None:
+    """Raise or warn (by ``on_failure``) if any sequence did not converge."""
+    if on_failure == "nan":
+        return
+
+    def check(converged, residual, iterations):
+        converged, residual, iterations = map(np.asarray, (converged, residual, iterations))
+        if converged.all():
+            return
+        first = np.flatnonzero(~converged.ravel())[0]
+        message = (
+            f"{where}: did not converge for {int((~converged).sum())} of {converged.size} "
+            f"sequences (e.g. residual {float(residual.ravel()[first]):.3g} after "
+            f"{int(iterations.ravel()[first])} iterations); raise max_iter or tol, add "
+            "damping, or use method='sequential'"
+        )
+        if on_failure == "raise":
+            raise DEERNotConvergedError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+    if any(isinstance(x, jax.core.Tracer) for x in (converged, residual, iterations)):
+        # Under a transformation the check runs on the host when the value is computed;
+        # an error raised there reaches the caller as a JaxRuntimeError with this message.
+        jax.debug.callback(check, converged, residual, iterations)
+    else:
+        check(converged, residual, iterations)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _deer_solve(config, cell, s0, xs, valid):
+    return _deer_solve_fwd(config, cell, s0, xs, valid)[0]
+
+
+def _setup(config: DEERConfig, cell, s0, xs, valid):
+    unravel = _unravel_for(cell, s0)
+    f = _transition(cell, unravel)
+    tol = _tolerance(config, s0.dtype)
+
+    def residual_map(s, cell=cell, s0=s0, xs=xs):
+        step = _transition(cell, unravel)
+        return jax.vmap(step)(_shift(s, s0), xs, valid)
+
+    return f, tol, residual_map
+
+
+def _deer_solve_fwd(config: DEERConfig, cell, s0, xs, valid):
+    f, tol, _ = _setup(config, cell, s0, xs, valid)
+
+    def linearize(s):
+        s_prev = _shift(s, s0)
+        fs = jax.vmap(f)(s_prev, xs, valid)
+        jac = _jacobians(f, s_prev, xs, valid, config.variant) / (1.0 + config.damping)
+        return fs, jac, fs - _apply(jac, s_prev)
+
+    s_init = jnp.broadcast_to(s0, (xs.shape[0], *s0.shape))
+    s, k, res = _newton(linearize, s_init, tol, config.max_iter)
+    return (s, k, res), (cell, s0, xs, valid, s)
+
+
+def _deer_solve_bwd(config: DEERConfig, saved, cotangents):
+    cell, s0, xs, valid, s = saved
+    g_s = cotangents[0]
+    f, tol, residual_map = _setup(config, cell, s0, xs, valid)
+    # At the solution s = F(s; cell, s0, xs). The implicit function theorem gives the
+    # gradient as (∂F/∂θ)ᵀ λ, with λ the solution of λ = g + (∂F/∂s)ᵀ λ: a linear
+    # recurrence backward in time, λ_t = g_t + J_{t+1}ᵀ λ_{t+1}. It is solved with the same
+    # Newton-scan machinery (one iteration when J is full; a few with the diagonal).
+    _, transpose = jax.vjp(lambda s: residual_map(s), s)
+    jac = _jacobians(f, _shift(s, s0), xs, valid, config.variant)
+    jac = jnp.swapaxes(jac, -1, -2) if config.variant == "full" else jac
+    # Reversed time: element u = T-1-t holds J_{t+1}ᵀ (zero for the last step).
+    a_rev = jnp.concatenate([jac[1:], jnp.zeros_like(jac[:1])])[::-1]
+
+    def adjoint_map(lam):
+        return g_s + transpose(lam)[0]
+
+    def linearize(lam_rev):
+        lam = lam_rev[::-1]
+        fl = adjoint_map(lam)[::-1]
+        lam_next = jnp.concatenate([lam_rev[:1] * 0, lam_rev[:-1]])  # λ_{t+1}, reversed
+        return fl, a_rev, fl - _apply(a_rev, lam_next)
+
+    # Relative tolerance only: gradients can be small, and a looser solve would bias them.
+    lam_rev, k, res = _newton(linearize, g_s[::-1], tol, config.max_iter, scale_floor=0.0)
+    converged = res <= tol * jnp.max(jnp.abs(lam_rev))
+    lam = lam_rev[::-1]
+    if config.on_failure == "nan":
+        lam = jnp.where(converged, lam, jnp.nan)
+    else:
+        _report(converged, res, k, config.on_failure, "deer (backward, adjoint solve)")
+    _, pullback = jax.vjp(lambda c, h, x: residual_map(s, c, h, x), cell, s0, xs)
+    return (*pullback(lam), None)
+
+
+_deer_solve.defvjp(_deer_solve_fwd, _deer_solve_bwd)
+
+
+def _unravel_for(cell: Any, s0: jax.Array) -> Callable:
+    """The inverse of ``ravel_pytree`` for one sequence's carry."""
+    template = cell.zero_carry((), s0.dtype)
+    return ravel_pytree(template)[1]
+
+
+def _deer_cell(
+    cell: Any, carry: Any, xs: jax.Array, run: Run, config: DEERConfig
+) -> tuple[Any, jax.Array, DEERInfo]:
+    """DEER over a cell; ``xs`` is masked already. Returns ``(carry, ys, info)``."""
+    num_steps = xs.shape[0]
+    batch_shape = xs.shape[1 : xs.ndim - len(cell.input_shape)]
+    size = math.prod(batch_shape)
+    flat_xs = xs.reshape(num_steps, size, *cell.input_shape)
+    valid = (
+        jnp.ones((num_steps, size), bool)
+        if run.valid is None
+        else run.valid.reshape(num_steps, size)
+    )
+    flat_carry = jax.tree.map(lambda c: c.reshape(size, *c.shape[len(batch_shape) :]), carry)
+    s0 = jax.vmap(lambda c: ravel_pytree(c)[0])(flat_carry)
+    if run.reverse:
+        flat_xs, valid = flat_xs[::-1], valid[::-1]
+    unravel = _unravel_for(cell, s0)
+
+    def one(s0, xs, valid):
+        s, k, res = _deer_solve(config, cell, s0, xs, valid)
+        f_out = jax.vmap(lambda s_prev, x: cell.step(unravel(s_prev), x)[1])
+        ys = f_out(_shift(s, s0), xs)
+        ys = jnp.where(valid[:, None], ys, jnp.zeros_like(ys))
+        return s[-1], ys, k, res, jnp.max(jnp.abs(s))
+
+    s_last, ys, k, res, scale = jax.vmap(one, in_axes=(0, 1, 1), out_axes=(0, 1, 0, 0, 0))(
+        s0, flat_xs, valid
+    )
+    res, scale = jax.lax.stop_gradient((res, scale))
+    converged = res <= _tolerance(config, s0.dtype) * jnp.maximum(1.0, scale)
+    if config.on_failure == "nan":
+        s_last = jnp.where(converged[:, None], s_last, jnp.nan)
+        ys = jnp.where(converged[None, :, None], ys, jnp.nan)
+    if run.reverse:
+        ys = ys[::-1]
+    new_carry = jax.vmap(unravel)(s_last)
+    new_carry = jax.tree.map(lambda n, o: n.reshape(o.shape).astype(o.dtype), new_carry, carry)
+    ys = ys.reshape(num_steps, *batch_shape, ys.shape[-1])
+    info = DEERInfo(
+        iterations=k.reshape(batch_shape),
+        residual=res.reshape(batch_shape),
+        converged=converged.reshape(batch_shape),
+    )
+    _report(info.converged, info.residual, info.iterations, config.on_failure, "deer")
+    return new_carry, ys, info
+
+
+def _check_config(where: str, config: DEERConfig) -> None:
+    check_choice(where, "variant", config.variant, VARIANTS)
+    check_choice(where, "on_failure", config.on_failure, ON_FAILURE)
+    if isinstance(config.max_iter, bool) or not isinstance(config.max_iter, int):
+        fail(where, "max_iter", "be a positive int", repr(config.max_iter), TypeError)
+    if config.max_iter < 1:
+        fail(where, "max_iter", "be a positive int", repr(config.max_iter))
+    if config.tol is not None and not config.tol > 0:
+        fail(where, "tol", "be positive or None", repr(config.tol))
+    if not config.damping >= 0:
+        fail(where, "damping", "be >= 0", repr(config.damping))
+
+
+def _check_deer_cell(where: str, cell: Any) -> None:
+    if not hasattr(cell, "recurrence"):
+        fail(
+            where,
+            "params",
+            "be a single cell for DEER (composites go through unroll(method='deer'))",
+            type(cell).__name__,
+            TypeError,
+        )
+
+
+def deer_unroll(
+    params: Any,
+    carry: Any,
+    xs: ArrayLike,
+    *,
+    lengths: ArrayLike | None = None,
+    reverse: bool = False,
+    tol: float | None = None,
+    max_iter: int = 100,
+    variant: str = "full",
+    damping: float = 0.0,
+    on_failure: str = "raise",
+) -> tuple[Any, jax.Array, DEERInfo]:
+    """Unroll a cell by Newton's method over the whole trajectory (DEER), with a report.
+
+    Solves ``h_t = f(h_{t-1}, x_t)`` for all ``t`` at once. From a guess ``ĥ``, each
+    iteration solves the linearized recurrence with one parallel scan::
+
+        J_t = ∂f/∂h (ĥ_{t-1}, x_t)                        # full, or its diagonal
+        h_t = J_t h_{t-1} + (f(ĥ_{t-1}, x_t) - J_t ĥ_{t-1})
+        stop when max_t |h_t - f(h_{t-1}, x_t)| <= tol * max(1, max_t |h_t|)
+
+    An LSTM's state ``(h, c)`` is flattened into one vector. Gradients use the implicit
+    function theorem: a backward linear solve with the transposed, time-reversed scan.
+    Same semantics as :func:`jaxrnn.unroll` for ``lengths`` and ``reverse``; the result
+    equals the sequential unroll up to ``tol``.
+
+    Args:
+      params: a single cell (any cell; intended for ``"rnn"``, ``"gru"``, ``"lstm"``).
+      carry: initial state, or ``None`` for zeros.
+      xs: inputs ``(time, ..., input_size)``.
+      lengths: optional valid steps per sequence, as in :func:`jaxrnn.unroll`.
+      reverse: run each sequence backward over its valid steps.
+      tol: relative tolerance on the residual; ``None``: ``100 * eps`` of the dtype.
+      max_iter: Newton iterations at most (the answer is exact after ``time`` of them).
+      variant: ``"full"`` Jacobians (DEER, ``O(n^3)`` per step and iteration) or
+        ``"diagonal"`` (quasi-DEER, ``O(n)`` per step in the scan; the Jacobian is still
+        formed with ``n`` forward-mode products per step).
+      damping: ``J ← J / (1 + damping)``; larger is slower but steadier.
+      on_failure: when some sequence is not converged after ``max_iter``:
+        ``"raise"``: :class:`DEERNotConvergedError` outside ``jit``; inside ``jit`` a
+        host callback raises when the value is computed (JAX reports it as a
+        ``JaxRuntimeError`` with the same message). ``"nan"``: that sequence's outputs and
+        carry become NaN (no host round trip; the backward pass does the same to its
+        gradients). ``"warn"``: a ``RuntimeWarning``, results returned as they are.
+        In every case ``info`` tells the truth.
+
+    Returns:
+      ``(carry, ys, info)``: as :func:`jaxrnn.unroll`, plus a :class:`DEERInfo` with
+      iterations, final residual and convergence of each sequence.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> from jaxrnn.parallel import deer_unroll
+      >>> params = jaxrnn.init_params(jax.random.key(0), "gru", 2, 4)
+      >>> xs = jax.random.normal(jax.random.key(1), (50, 2))
+      >>> carry, ys, info = deer_unroll(params, None, xs)
+      >>> _, ys_seq = jaxrnn.unroll(params, None, xs)
+      >>> bool(info.converged), bool(jnp.allclose(ys, ys_seq, atol=1e-5))
+      (True, True)
+    """
+    config = DEERConfig(
+        tol=tol, max_iter=max_iter, variant=variant, damping=damping, on_failure=on_failure
+    )
+    _check_config("deer_unroll", config)
+    _check_params("deer_unroll", params)
+    _check_deer_cell("deer_unroll", params)
+    xs = check_array("deer_unroll", "xs", xs)
+    check_floating("deer_unroll", "xs", xs)
+    batch_shape = check_features("deer_unroll", "xs", xs, params.input_shape, ("time",))
+    num_steps = xs.shape[0]
+    if carry is None:
+        carry = params.zero_carry(batch_shape, jnp.result_type(_param_dtype(params), xs.dtype))
+    else:
+        _check_carry("deer_unroll", params, carry, batch_shape)
+    valid = None
+    if lengths is not None:
+        lengths = check_lengths("deer_unroll", lengths, batch_shape, num_steps)
+        steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * len(batch_shape))
+        valid = steps < lengths
+        xs = jnp.where(_expand(valid, xs), xs, jnp.zeros_like(xs))
+    run = Run(valid, bool(reverse), None, 1, False, "deer")
+    return _deer_cell(params, carry, xs, run, config)
+
+
+def _deer_method(config: DEERConfig) -> Callable:
+    def unroller(cell: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
+        carry, ys, _ = _deer_cell(cell, carry, xs, run, config)
+        return carry, ys
+
+    return unroller
+
+
+#: ``unroll(..., method="deer")``: full-Jacobian Newton, raising when not converged.
+DEER = DEERConfig(variant="full")
+#: ``unroll(..., method="quasi_deer")``: diagonal-Jacobian Newton, raising when not converged.
+QUASI_DEER = DEERConfig(variant="diagonal", max_iter=500)
+
+register_method("deer", _deer_method(DEER))
+register_method("quasi_deer", _deer_method(QUASI_DEER))
