@@ -1,0 +1,186 @@
+"""Mixed precision: compute in bfloat16, keep params and the carry in float32.
+
+Three dtypes are at play in an RNN, and jaxrnn keeps them apart:
+
+- **param dtype**: what the weights are stored and updated in (``init_params(...,
+  dtype=...)``, or :func:`cast_params`). Keep float32 for training: optimizer updates
+  are often smaller than bfloat16's resolution.
+- **compute dtype**: what the matmuls and gate nonlinearities run in. bfloat16 halves
+  memory traffic and runs on the matrix units of TPUs and recent GPUs.
+- **carry dtype**: what the state is stored in between steps. :func:`~jaxrnn.unroll`
+  fixes it once, from the initial carry (by default ``result_type(param dtype, xs
+  dtype)``), and casts every step's new carry back to it, so it never changes inside
+  ``lax.scan``.
+
+:func:`mixed_precision` wraps every cell of a params pytree in :class:`MixedPrecision`,
+which casts the weights and inputs to the compute dtype at each step (XLA hoists the
+weight casts out of the loop). The policy for the carry:
+
+- LSTM: ``h`` is rounded to the compute dtype, because it feeds the recurrent matmul;
+  the cell state ``c``, which only enters ``c' = f * c + i * g``, stays in the carry
+  dtype, so that update is computed and accumulated in float32. This is where float32
+  matters: ``c`` sums many small increments over long sequences, and in bfloat16
+  increments below ``2**-8`` of ``c`` are lost.
+- GRU and Elman RNN: the state is itself the matmul input, so it is rounded to the
+  compute dtype every step; storing it in float32 between steps changes nothing.
+
+Outputs ``ys`` come out in the compute dtype; gradients with respect to the (float32)
+params come out in float32, since the casts are differentiated like any other op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn._checks import fail
+from jaxrnn._pytree import params_class, static_field
+from jaxrnn.cells import Cell, LSTMState
+
+__all__ = ["MixedPrecision", "cast_params", "full_precision", "mixed_precision"]
+
+
+def cast_params(params: Any, dtype: Any) -> Any:
+    """``params`` with every floating-point array cast to ``dtype`` (same structure).
+
+    Changes the param dtype, e.g. to store or serve a model in bfloat16. To compute in
+    bfloat16 while training float32 params, use :func:`mixed_precision` instead.
+
+    Args:
+      params: any params pytree (or gradients).
+      dtype: the new floating dtype.
+
+    Returns:
+      The same pytree type with floating leaves in ``dtype``; other leaves unchanged.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_params(jax.random.key(0), "gru", 3, 4)
+      >>> cast_params(params, jnp.bfloat16).w_h.dtype
+      dtype(bfloat16)
+    """
+    _check_floating_dtype("cast_params", dtype)
+
+    def cast(x: jax.Array) -> jax.Array:
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree.map(cast, params)
+
+
+def _check_floating_dtype(where: str, dtype: Any) -> jnp.dtype:
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError:
+        fail(where, "dtype", "be a floating dtype", repr(dtype), TypeError)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        fail(where, "dtype", "be a floating dtype", str(dtype), TypeError)
+    return dtype
+
+
+def _compute_carry(carry: Any, dtype: Any) -> Any:
+    """The carry as the cell sees it: matmul inputs in ``dtype``; an LSTM's ``c`` kept."""
+    if isinstance(carry, LSTMState):
+        return LSTMState(h=carry.h.astype(dtype), c=carry.c)
+    return jax.tree.map(lambda x: x.astype(dtype), carry)
+
+
+@params_class
+class MixedPrecision(Cell):
+    """A cell whose steps compute in ``compute_dtype``; params and carry keep their dtypes.
+
+    ``step(carry, x)`` is the wrapped cell's step on ``cast_params(cell, compute_dtype)``
+    and ``x.astype(compute_dtype)``, with the carry policy of :mod:`jaxrnn.precision`;
+    the new carry is cast back to the incoming carry's dtypes. Make these with
+    :func:`mixed_precision`.
+    """
+
+    cell: Any  # the wrapped cell's params (stored in the param dtype)
+    compute_dtype: Any = static_field(jnp.dtype(jnp.bfloat16))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.cell.input_shape
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
+        return self.cell.zero_carry(batch_shape, dtype)
+
+    def input_projection(self, x: jax.Array) -> Any:
+        cell = cast_params(self.cell, self.compute_dtype)
+        return cell.input_projection(x.astype(self.compute_dtype))
+
+    def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
+        cell = cast_params(self.cell, self.compute_dtype)
+        # bfloat16 gates times a float32 cell state must give float32 (the point of the
+        # policy), also under jax_numpy_dtype_promotion="strict".
+        with jax.numpy_dtype_promotion("standard"):
+            new, y = cell.recurrence(_compute_carry(carry, self.compute_dtype), projected)
+        new = jax.tree.map(lambda n, o: n.astype(o.dtype), new, carry)
+        return new, y.astype(self.compute_dtype)
+
+
+def _map_cells(fn: Any, params: Any) -> Any:
+    """Apply ``fn`` to every cell of a composite, keeping the composites around them."""
+    if isinstance(params, Cell):
+        return fn(params)
+    if isinstance(params, (tuple, list)):
+        return type(params)(_map_cells(fn, p) for p in params)
+    if dataclasses.is_dataclass(params) and hasattr(params, "zero_carry"):
+        children = {
+            f.name: _map_cells(fn, getattr(params, f.name))
+            for f in dataclasses.fields(params)
+            if not f.metadata.get("static")
+        }
+        return dataclasses.replace(params, **children)
+    return params
+
+
+def mixed_precision(params: Any, compute_dtype: Any = jnp.bfloat16) -> Any:
+    """Wrap every cell of ``params`` so that it computes in ``compute_dtype``.
+
+    Composites (:func:`~jaxrnn.stack`, :func:`~jaxrnn.bidirectional`) keep their
+    structure; each cell inside becomes a :class:`MixedPrecision`. The params' arrays are
+    not copied or cast: train them as usual (in float32) and the casts happen in the step.
+    :func:`full_precision` removes the wrappers (e.g. before :func:`~jaxrnn.to_torch`).
+
+    Args:
+      params: cell or composite params.
+      compute_dtype: floating dtype of the matmuls and gates, e.g. ``jnp.bfloat16``.
+
+    Returns:
+      Params of the same structure with every cell wrapped.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 8, num_layers=2)
+      >>> carry, ys = jaxrnn.unroll(mixed_precision(params), None, jnp.ones((5, 2, 3)))
+      >>> ys.dtype, carry[-1].c.dtype  # bfloat16 compute, float32 cell state
+      (dtype(bfloat16), dtype('float32'))
+    """
+    if not hasattr(params, "zero_carry"):
+        fail("mixed_precision", "params", "be jaxrnn params", type(params).__name__, TypeError)
+    dtype = _check_floating_dtype("mixed_precision", compute_dtype)
+    return _map_cells(lambda cell: MixedPrecision(full_precision(cell), dtype), params)
+
+
+def full_precision(params: Any) -> Any:
+    """``params`` without :class:`MixedPrecision` wrappers: the inverse of
+    :func:`mixed_precision` (the arrays were never cast, so nothing is lost).
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> params = jaxrnn.init_params(jax.random.key(0), "gru", 3, 4)
+      >>> full_precision(mixed_precision(params)) == params
+      True
+    """
+
+    def unwrap(cell: Any) -> Any:
+        return cell.cell if isinstance(cell, MixedPrecision) else cell
+
+    return _map_cells(unwrap, params)
