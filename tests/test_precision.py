@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 import jaxrnn
+from jaxrnn._pytree import params_class
+from jaxrnn.cells import Cell
 from jaxrnn.precision import MixedPrecision, cast_params, full_precision, mixed_precision
 
 CELLS = ["rnn", "lstm", "gru"]
@@ -132,12 +134,37 @@ def test_wrapping_keeps_structure_and_unwraps():
     assert cast_params(params, jnp.float16).layers[0].forward.w_x.dtype == jnp.float16
 
 
+@params_class
+class ComplexCell(Cell):
+    """A cell whose recurrence needs float32 (lax.complex takes float32/float64 only)."""
+
+    w: jax.Array  # shape=(input_size, hidden_size)
+
+    input_shape = property(lambda self: (self.w.shape[0],))
+    output_size = property(lambda self: self.w.shape[1])
+
+    def zero_carry(self, batch_shape, dtype):
+        return jnp.zeros((*batch_shape, self.w.shape[1]), dtype)
+
+    def input_projection(self, x):
+        return x @ self.w
+
+    def recurrence(self, carry, projected):
+        h = jnp.abs(jax.lax.complex(carry, projected))
+        return h, h
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [
         (lambda p: mixed_precision(p, jnp.int8), "mixed_precision: dtype must be a floating"),
         (lambda p: mixed_precision({"w": 1}), "mixed_precision: params must be jaxrnn params"),
         (lambda p: cast_params(p, "nonsense"), "cast_params: dtype must be a floating dtype"),
+        (
+            lambda p: mixed_precision(jaxrnn.stack([p, ComplexCell(jnp.ones((4, 4)))])),
+            "mixed_precision: params must have cells that can compute in bfloat16; got "
+            "ComplexCell, which raised: complex does not accept dtype bfloat16",
+        ),
     ],
 )
 def test_errors(call, match):

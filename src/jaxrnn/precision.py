@@ -64,10 +64,7 @@ def cast_params(params: Any, dtype: Any) -> Any:
     """
     _check_floating_dtype("cast_params", dtype)
 
-    def cast(x: jax.Array) -> jax.Array:
-        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
-
-    return jax.tree.map(cast, params)
+    return jax.tree.map(lambda x: _to_compute(x, dtype), params)
 
 
 def _check_floating_dtype(where: str, dtype: Any) -> jnp.dtype:
@@ -80,11 +77,16 @@ def _check_floating_dtype(where: str, dtype: Any) -> jnp.dtype:
     return dtype
 
 
+def _to_compute(x: jax.Array, dtype: Any) -> jax.Array:
+    # Only real floating arrays: a complex state (e.g. the LRU's) keeps its dtype.
+    return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+
 def _compute_carry(carry: Any, dtype: Any) -> Any:
     """The carry as the cell sees it: matmul inputs in ``dtype``; an LSTM's ``c`` kept."""
     if isinstance(carry, LSTMState):
-        return LSTMState(h=carry.h.astype(dtype), c=carry.c)
-    return jax.tree.map(lambda x: x.astype(dtype), carry)
+        return LSTMState(h=_to_compute(carry.h, dtype), c=carry.c)
+    return jax.tree.map(lambda x: _to_compute(x, dtype), carry)
 
 
 @params_class
@@ -122,7 +124,7 @@ class MixedPrecision(Cell):
         with jax.numpy_dtype_promotion("standard"):
             new, y = cell.recurrence(_compute_carry(carry, self.compute_dtype), projected)
         new = jax.tree.map(lambda n, o: n.astype(o.dtype), new, carry)
-        return new, y.astype(self.compute_dtype)
+        return new, _to_compute(y, self.compute_dtype)
 
 
 def _map_cells(fn: Any, params: Any) -> Any:
@@ -166,7 +168,26 @@ def mixed_precision(params: Any, compute_dtype: Any = jnp.bfloat16) -> Any:
     if not hasattr(params, "zero_carry"):
         fail("mixed_precision", "params", "be jaxrnn params", type(params).__name__, TypeError)
     dtype = _check_floating_dtype("mixed_precision", compute_dtype)
-    return _map_cells(lambda cell: MixedPrecision(full_precision(cell), dtype), params)
+    return _map_cells(lambda cell: _wrap(cell, dtype), params)
+
+
+def _wrap(cell: Any, dtype: jnp.dtype) -> MixedPrecision:
+    wrapped = MixedPrecision(full_precision(cell), dtype)
+    # Trace one step abstractly (no compute) so that a cell whose equations cannot run in
+    # ``dtype`` (e.g. the LRU's complex recurrence needs float32) fails here, clearly.
+    carry = jax.eval_shape(lambda: wrapped.zero_carry((), jnp.float32))
+    x = jax.ShapeDtypeStruct(wrapped.input_shape, jnp.float32)
+    try:
+        jax.eval_shape(wrapped.step, carry, x)
+    except TypeError as error:
+        fail(
+            "mixed_precision",
+            "params",
+            f"have cells that can compute in {dtype}",
+            f"{type(cell).__name__}, which raised: {error}",
+            TypeError,
+        )
+    return wrapped
 
 
 def full_precision(params: Any) -> Any:
