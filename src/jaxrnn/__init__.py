@@ -44,6 +44,7 @@ from jaxrnn.parallel import (  # also registers unroll methods "parallel", "deer
     linear_scan,
 )
 from jaxrnn.pooling import final_hidden, pool_last, pool_max, pool_mean
+from jaxrnn.precision import MixedPrecision, mixed_precision
 from jaxrnn.readout import ReadoutParams, init_readout, readout
 from jaxrnn.regularization import Regularized, regularize
 from jaxrnn.seq2seq import (
@@ -88,6 +89,7 @@ __all__ = [
     "MGUParams",
     "MinGRUParams",
     "MinLSTMParams",
+    "MixedPrecision",
     "RNNParams",
     "ReadoutParams",
     "Regularized",
@@ -118,6 +120,7 @@ __all__ = [
     "linear_scan",
     "make_train_step",
     "masked_reduce",
+    "mixed_precision",
     "pool_last",
     "pool_max",
     "pool_mean",
