@@ -210,7 +210,8 @@ def to_flax(params: LSTMParams | GRUParams, cell: Any) -> dict[str, Any]:
       >>> import jax, jaxrnn, flax.linen as nn
       >>> params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4)
       >>> flax_params = to_flax(params, nn.LSTMCell)
-      >>> sorted(flax_params), flax_params["hf"]["bias"].shape
+      >>> forget_gate = flax_params["hf"]  # the recurrent Dense of the forget gate
+      >>> sorted(flax_params), forget_gate["bias"].shape
       (['hf', 'hg', 'hi', 'ho', 'if', 'ig', 'ii', 'io'], (4,))
     """
     where = "to_flax"
@@ -379,7 +380,7 @@ class LinenRNN(linen.Module):
     """A jaxrnn RNN as a Flax linen module: its params are one ``"rnn"`` entry.
 
     ``init`` creates the params with :func:`~jaxrnn.init_params` (``input_size`` from
-    ``xs``), so ``variables["params"]["rnn"]`` is a jaxrnn params pytree (e.g.
+    ``xs``), so the params collection's ``"rnn"`` entry is a jaxrnn params pytree (e.g.
     :class:`~jaxrnn.LSTMParams`); ``apply`` runs :func:`~jaxrnn.unroll` and returns
     ``(carry, ys)``.
 
@@ -394,7 +395,8 @@ class LinenRNN(linen.Module):
       >>> layer = LinenRNN("gru", hidden_size=8)
       >>> xs = jnp.ones((5, 2, 3))
       >>> variables = layer.init(jax.random.key(0), None, xs)
-      >>> type(variables["params"]["rnn"]).__name__
+      >>> params = variables["params"]
+      >>> type(params["rnn"]).__name__
       'GRUParams'
       >>> layer.apply(variables, None, xs)[1].shape
       (5, 2, 8)
