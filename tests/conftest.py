@@ -1,0 +1,121 @@
+"""Shared test fixtures: the registry of cells under test, padded batches, scoped float64.
+
+A new cell (or a new option worth covering) gets every shared test by adding one line to
+``CELLS``. Tests that want it take the ``cell`` fixture. Float64 is never switched on for the
+whole session (most tests check float32 behaviour); tests that need it take ``x64``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+
+class CellSpec(NamedTuple):
+    """One cell under test: the ``init_params`` cell name and its options."""
+
+    name: str
+    options: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return "-".join([self.name, *(f"{k}={v}" for k, v in self.options.items())])
+
+    def init(self, key: jax.Array, input_size: int, hidden_size: int, **kwargs: Any) -> Any:
+        """``jaxrnn.init_params`` for this cell; ``kwargs`` add to (override) its options."""
+        import jaxrnn
+
+        return jaxrnn.init_params(
+            key,
+            self.name,
+            input_size,
+            hidden_size,
+            **{
+                **self.options,
+                **kwargs,
+            },
+        )
+
+
+#: Every cell and option that the shared tests run on.
+CELLS = [
+    CellSpec("rnn", {"activation": "tanh"}),
+    CellSpec("rnn", {"activation": "relu"}),
+    CellSpec("rnn", {"activation": "tanh", "bias": False}),
+    CellSpec("lstm", {}),
+    CellSpec("lstm", {"proj_size": 3}),
+    CellSpec("lstm", {"bias": False}),
+    CellSpec("gru", {}),
+    CellSpec("gru", {"reset_after": False}),
+    CellSpec("gru", {"bias": False}),
+]
+
+
+#: Composites that ``init_params`` builds, for tests that hold for any params.
+COMPOSITES = [
+    CellSpec("lstm", {"num_layers": 2}),
+    CellSpec("gru", {"bidirectional": True}),
+    CellSpec("lstm", {"num_layers": 2, "bidirectional": True, "proj_size": 2}),
+]
+
+
+@pytest.fixture(params=CELLS, ids=[spec.id for spec in CELLS])
+def cell(request: pytest.FixtureRequest) -> CellSpec:
+    """Each cell under test in turn (see ``CELLS``)."""
+    return request.param
+
+
+@pytest.fixture(params=CELLS + COMPOSITES, ids=[spec.id for spec in CELLS + COMPOSITES])
+def model(request: pytest.FixtureRequest) -> CellSpec:
+    """Each cell under test, then each composite (see ``CELLS`` and ``COMPOSITES``)."""
+    return request.param
+
+
+def random_carry(params: Any, batch_shape: tuple[int, ...], key: jax.Array) -> Any:
+    """A carry of ``params``' structure with standard normal entries (a non-zero state)."""
+    import jaxrnn
+
+    leaves, treedef = jax.tree.flatten(jaxrnn.init_carry(params, batch_shape))
+    keys = jax.random.split(key, len(leaves))
+    return treedef.unflatten(
+        [jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves, strict=True)]
+    )
+
+
+def padded(
+    key: jax.Array,
+    num_steps: int,
+    lengths: Any,
+    input_size: int,
+    *,
+    fill: float = 0.0,
+    dtype: Any = jnp.float32,
+) -> jax.Array:
+    """Random time-major inputs ``(num_steps, *lengths.shape, input_size)`` whose steps
+    ``t >= lengths`` hold ``fill`` (use ``nan`` to prove padding is never read)."""
+    lengths = jnp.asarray(lengths)
+    xs = jax.random.normal(key, (num_steps, *lengths.shape, input_size), dtype)
+    steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * (lengths.ndim + 1))
+    return jnp.where(steps < lengths[..., None], xs, jnp.asarray(fill, dtype))
+
+
+@pytest.fixture
+def padded_batch():
+    """The :func:`padded` helper, as a fixture."""
+    return padded
+
+
+@pytest.fixture
+def random_state():
+    """The :func:`random_carry` helper, as a fixture."""
+    return random_carry
+
+
+@pytest.fixture
+def x64():
+    """Float64 for the duration of one test (e.g. ``jax.test_util.check_grads``)."""
+    with jax.enable_x64(True):
+        yield
