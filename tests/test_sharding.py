@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent(
 
     # Data parallelism: the example's train step, params replicated, batch on "data".
     mesh = Mesh(np.array(jax.devices()), ("data",))
-    optimizer = optax.sgd(0.1)
+    optimizer = optax.sgd(1.0)  # one step moves the params by exactly -grads
     step = dp.make_train_step(mesh, optimizer)
     sharded_batch = dp.shard_batch(mesh, batch)
     out["xs_spec"] = str(tuple(sharded_batch.xs.sharding.spec))
@@ -61,13 +61,10 @@ SCRIPT = textwrap.dedent(
     out_shardings = jax.tree.leaves(compiled.output_shardings)
     out["dp_out_specs"] = sorted({str(tuple(s.spec)) for s in out_shardings})
     fresh = jax.tree.map(jnp.copy, model)  # the step donates its params and state
-    stepped, _, loss = step(fresh, optimizer.init(fresh), sharded_batch)
-    expected = optax.apply_updates(model, jax.tree.map(lambda g: -0.1 * g, reference[1]))
+    stepped, _, loss = compiled(fresh, optimizer.init(fresh), sharded_batch)
     out["dp_loss_diff"] = abs(float(loss) - float(reference[0]))
-    out["dp_params_diff"] = max_diff(stepped, expected)
-    dp_grads = jax.jit(jax.value_and_grad(dp.loss_fn),
-                       in_shardings=(replicated(mesh), dp.batch_shardings(mesh)))(model, batch)
-    out["dp_grad_diff"] = max_diff(dp_grads, reference)
+    dp_grads = jax.tree.map(lambda old, new: old - new, model, stepped)
+    out["dp_grad_diff"] = max_diff(dp_grads, reference[1])
 
     # Tensor parallelism: gates split over "model", batch over "data", on a 2 x 4 mesh.
     mesh2 = jax.make_mesh((2, 4), ("data", "model"))
@@ -77,9 +74,9 @@ SCRIPT = textwrap.dedent(
     tp_model = jax.device_put(model, shardings)
     tp_w_h = tp_model["rnn"].layers[0].w_h
     out["tp_w_h_shard_shape"] = list(tp_w_h.addressable_shards[0].data.shape)
-    out["tp_grad_diff"] = max_diff(tp(tp_model, batch), reference)
-    tp_hlo = tp.lower(model, batch).compile().as_text()
-    out["tp_collectives"] = sorted({kind for kind, _ in collectives(tp_hlo)})
+    tp_compiled = tp.lower(tp_model, batch).compile()
+    out["tp_grad_diff"] = max_diff(tp_compiled(tp_model, batch), reference)
+    out["tp_collectives"] = sorted({kind for kind, _ in collectives(tp_compiled.as_text())})
     try:
         gate_sharding(jax.tree.map(lambda x: x[..., :18], model["rnn"].layers[0]), mesh2, "model")
     except ValueError as error:
@@ -112,8 +109,7 @@ def test_eight_devices_in_subprocess_only(multi_device):
 
 def test_data_parallel_matches_one_device(multi_device):
     assert multi_device["dp_loss_diff"] < 1e-6
-    assert multi_device["dp_grad_diff"] < 1e-5
-    assert multi_device["dp_params_diff"] < 1e-5
+    assert multi_device["dp_grad_diff"] < 1e-5  # from one SGD step of the example's step
 
 
 def test_batch_is_sharded_never_gathered(multi_device):

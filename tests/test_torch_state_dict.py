@@ -135,6 +135,12 @@ def test_file_errors(tmp_path):
             "nonlinearity must be one of 'tanh', 'relu'; got 'gelu'",
         ),
         ([1, 2], {}, TypeError, "state_dict must be a mapping"),
+        (
+            {"weight_ih": np.zeros((4, 3)), "weight_hh_l0": np.zeros((4, 4))},
+            {},
+            ValueError,
+            r"use either layered names \(weight_ih_l0\) or cell names",
+        ),
     ],
 )
 def test_from_state_dict_errors(state_dict, options, error, match):

@@ -133,7 +133,8 @@ def _map_cells(fn: Any, params: Any) -> Any:
         return fn(params)
     if isinstance(params, (tuple, list)):
         return type(params)(_map_cells(fn, p) for p in params)
-    if dataclasses.is_dataclass(params) and hasattr(params, "zero_carry"):
+    is_instance = dataclasses.is_dataclass(params) and not isinstance(params, type)
+    if is_instance and hasattr(params, "zero_carry"):
         children = {
             f.name: _map_cells(fn, getattr(params, f.name))
             for f in dataclasses.fields(params)

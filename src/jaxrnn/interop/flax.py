@@ -85,7 +85,11 @@ def _pure(where: str, variables: Any) -> dict:
     """A plain nested dict of arrays from an nnx module, an nnx State or a linen dict."""
     if isinstance(variables, nnx.Module):
         key = _flax_cell_key(where, variables)
-        if variables.gate_fn is not jax.nn.sigmoid or variables.activation_fn is not jnp.tanh:
+        gate_fn = getattr(variables, "gate_fn", None)
+        if (
+            gate_fn is not jax.nn.sigmoid
+            or getattr(variables, "activation_fn", None) is not jnp.tanh
+        ):
             fail(
                 where,
                 "variables",

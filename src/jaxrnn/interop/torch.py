@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxrnn._checks import check_choice, fail
 from jaxrnn.cells import GRUParams, LSTMParams, LSTMState, RNNParams
-from jaxrnn.composites import Bidirectional, BidirectionalState, Stack, stack
+from jaxrnn.composites import Bidirectional, BidirectionalState, Stack, bidirectional, stack
 
 __all__ = [
     "carry_from_torch",
@@ -257,7 +257,7 @@ def carry_from_torch(params: Any, h0: Any, c0: Any = None) -> Any:
 # --- state_dicts without torch ------------------------------------------------------------
 
 _STATE_DICT_NAME = re.compile(
-    r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)(_l(\d+))?(_reverse)?$"
+    r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)(?:_l(\d+)(_reverse)?)?$"
 )
 _KINDS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
@@ -339,7 +339,8 @@ def from_state_dict(
             f"{', '.join(prefix + n for n in unknown[:4]) or 'no keys'}",
         )
     check_choice(where, "nonlinearity", nonlinearity, ("tanh", "relu"))
-    layered = {m.group(2) is not None for m in matches.values() if m is not None}
+    found = [m for m in matches.values() if m is not None]
+    layered = {m.group(2) is not None for m in found}
     if len(layered) != 1:
         fail(
             where,
@@ -347,9 +348,10 @@ def from_state_dict(
             "use either layered names (weight_ih_l0) or cell names (weight_ih), not both",
             ", ".join(sorted(arrays)),
         )
-    if True in layered:
-        num_layers = 1 + max(int(m.group(3)) for m in matches.values() if m is not None)
-        is_bidirectional = any(m.group(4) for m in matches.values() if m is not None)
+    is_layered = layered.pop()
+    is_bidirectional = any(m.group(3) for m in found)
+    if is_layered:
+        num_layers = 1 + max(int(m.group(2)) for m in found)
         directions = _DIRECTIONS[: 2 if is_bidirectional else 1]
         suffixes = [f"_l{k}{d}" for k in range(num_layers) for d in directions]
     else:
@@ -371,10 +373,10 @@ def from_state_dict(
             fail(where, "cell", f"match the weights' shapes ({kind!r})", repr(cell))
     static = {"activation": nonlinearity} if kind == "rnn" else {}
     cells = [_cell_from_arrays(_KINDS[kind], arrays, s, **static) for s in suffixes]
-    if not layered.pop():
+    if not is_layered:
         return cells[0]
     if is_bidirectional:
-        layers = [Bidirectional(f, b) for f, b in zip(cells[::2], cells[1::2], strict=True)]
+        layers = [bidirectional(f, b) for f, b in zip(cells[::2], cells[1::2], strict=True)]
     else:
         layers = cells
     return stack(layers, dropout=float(dropout))
