@@ -127,28 +127,43 @@ class MixedPrecision(Cell):
         return new, _to_compute(y, self.compute_dtype)
 
 
+def _param_children(params: Any) -> dict[str, Any]:
+    """The non-static fields of a params dataclass (its children in the pytree)."""
+    if not dataclasses.is_dataclass(params) or isinstance(params, type):
+        return {}
+    fields = dataclasses.fields(params)
+    return {f.name: getattr(params, f.name) for f in fields if not f.metadata.get("static")}
+
+
+def _holds_params(x: Any) -> bool:
+    if type(x) in (tuple, list):
+        return any(map(_holds_params, x))
+    return hasattr(x, "zero_carry")
+
+
 def _map_cells(fn: Any, params: Any) -> Any:
-    """Apply ``fn`` to every cell of a composite, keeping the composites around them."""
-    if isinstance(params, Cell):
-        return fn(params)
-    if isinstance(params, (tuple, list)):
+    """Apply ``fn`` to every innermost cell, keeping what is around it.
+
+    Composites and wrapper cells (``regularize``, ``learned_init``, ...) hold other params
+    and run them through their own unrollers, so ``fn`` goes inside them, never around.
+    """
+    if type(params) in (tuple, list):  # a stack's layers; not a NamedTuple carry
         return type(params)(_map_cells(fn, p) for p in params)
-    is_instance = dataclasses.is_dataclass(params) and not isinstance(params, type)
-    if is_instance and hasattr(params, "zero_carry"):
-        children = {
-            f.name: _map_cells(fn, getattr(params, f.name))
-            for f in dataclasses.fields(params)
-            if not f.metadata.get("static")
-        }
-        return dataclasses.replace(params, **children)
-    return params
+    if isinstance(params, MixedPrecision):
+        return fn(params)
+    children = _param_children(params)
+    if any(map(_holds_params, children.values())):
+        mapped = {name: _map_cells(fn, value) for name, value in children.items()}
+        return dataclasses.replace(params, **mapped)  # type: ignore[type-var]
+    return fn(params) if isinstance(params, Cell) else params
 
 
 def mixed_precision(params: Any, compute_dtype: Any = jnp.bfloat16) -> Any:
     """Wrap every cell of ``params`` so that it computes in ``compute_dtype``.
 
-    Composites (:func:`~jaxrnn.stack`, :func:`~jaxrnn.bidirectional`) keep their
-    structure; each cell inside becomes a :class:`MixedPrecision`. The params' arrays are
+    Composites (:func:`~jaxrnn.stack`, :func:`~jaxrnn.bidirectional`) and wrapper cells
+    (:func:`~jaxrnn.regularize`, :func:`~jaxrnn.learned_init`, ...) keep their structure;
+    each innermost cell becomes a :class:`MixedPrecision`. The params' arrays are
     not copied or cast: train them as usual (in float32) and the casts happen in the step.
     :func:`full_precision` removes the wrappers (e.g. before :func:`~jaxrnn.to_torch`).
 
