@@ -99,11 +99,11 @@ def test_end_token_finishes_sequences_with_padding_and_frozen_carry():
 def test_sampling_uses_the_key_and_low_temperature_is_greedy():
     params, out, table = make_model("lstm")
     start = jnp.zeros(BATCH, int)
+    # temperature is traced: one compilation serves every temperature
     run = jax.jit(
         functools.partial(
             run_generate, params, out, table, None, start, choose="sample", num_steps=20
-        ),
-        static_argnames="temperature",
+        )
     )
     a = run(key=jax.random.key(1), temperature=2.0)[1]
     b = run(key=jax.random.key(1), temperature=2.0)[1]

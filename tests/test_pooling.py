@@ -96,7 +96,7 @@ def test_final_hidden_of_bidirectional_reads_both_directions(merge):
         (
             lambda: jaxrnn.final_hidden({"h": jnp.ones(2)}),
             ValueError,
-            "final_hidden: carry must be a carry from unroll or init_carry",
+            "final_hidden: carry must hold the top layer's output",
         ),
         (
             lambda: jaxrnn.final_hidden(jnp.ones(2), merge="max"),

@@ -33,7 +33,7 @@ def _argmax(scores: jax.Array, key: jax.Array | None, temperature: float) -> jax
     return jnp.argmax(scores, axis=-1)
 
 
-def _sample(scores: jax.Array, key: jax.Array | None, temperature: float) -> jax.Array:
+def _sample(scores: jax.Array, key: Any, temperature: float) -> jax.Array:
     return jax.random.categorical(key, scores / temperature, axis=-1)
 
 
@@ -134,7 +134,8 @@ def generate(
             fail(where, "key", "be a PRNG key with choose='sample'", "None", TypeError)
         if choose != "sample" and key is not None:
             fail(where, "key", f"be None with choose={choose!r} (it is not random)", "a key")
-        if choose == "sample" and not temperature > 0:
+        # a traced temperature (sampled under jit with it as an argument) is not checked
+        if choose == "sample" and isinstance(temperature, (int, float)) and not temperature > 0:
             fail(where, "temperature", "be > 0", repr(temperature))
         builtin = CHOOSERS[choose]
 

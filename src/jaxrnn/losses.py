@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
+import optax  # type: ignore[import-untyped]
 from jax.typing import ArrayLike
 
 from jaxrnn._checks import check_array, check_choice, check_lengths, fail, shape_text

@@ -34,7 +34,13 @@ def _cell_hidden(carry: Any) -> jax.Array:
         return carry
     if hasattr(carry, "h"):
         return carry.h
-    fail("final_hidden", "carry", "be a carry from unroll or init_carry", describe(carry))
+    fail(
+        "final_hidden",
+        "carry",
+        "hold the top layer's output: an array h or a state with a field h (for other "
+        "cells, e.g. LRU, pool the outputs: pool_last(ys, lengths))",
+        describe(carry),
+    )
 
 
 def final_hidden(carry: Any, *, merge: str = "concat") -> jax.Array:

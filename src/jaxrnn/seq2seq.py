@@ -91,7 +91,7 @@ def _init_linear_bridge(key: jax.Array, encoder_layer: Any, decoder_layer: Any, 
     merged = jax.eval_shape(lambda: _merge_directions(encoder_layer, zero, "concat"))
     target = jax.eval_shape(lambda: decoder_layer.zero_carry((), dtype))
     merged_leaves, structure = jax.tree.flatten(merged)
-    target_leaves = structure.flatten_up_to(target)
+    target_leaves = jax.tree.leaves(target)  # same cell, so the same structure
     keys = jax.random.split(key, len(merged_leaves))
     parts = [
         init_readout(k, m.shape[-1], t.shape[-1], dtype=dtype)
@@ -259,12 +259,13 @@ def bridge_carry(params: Seq2SeqParams, encoder_carry: Any) -> Any:
       [(3, 16), (3, 16)]
     """
     carries = []
+    linear = params.bridge_params or ()
     for i, (layer, carry) in enumerate(
         zip(_layers(params.encoder), _layer_carries(params.encoder, encoder_carry), strict=True)
     ):
         carry = _merge_directions(layer, carry, params.bridge)
         if params.bridge == "linear":
-            carry = jax.tree.map(lambda s, w: readout(w, s, "tanh"), carry, params.bridge_params[i])
+            carry = jax.tree.map(lambda s, w: readout(w, s, "tanh"), carry, linear[i])
         carries.append(carry)
     return tuple(carries) if isinstance(params.decoder, Stack) else carries[0]
 
