@@ -171,7 +171,9 @@ def _unroll_carry_outputs(params: CarryOutputs, carry: Any, xs: jax.Array, run: 
         part.reshape((*part.shape[:-1], *shape)) for part, shape in zip(parts, shapes, strict=True)
     ]
     dtypes = [leaf.dtype for leaf in leaves]
-    return carry, treedef.unflatten([y.astype(d) for y, d in zip(ys, dtypes, strict=True)])
+    return carry, jax.tree.unflatten(
+        treedef, [y.astype(d) for y, d in zip(ys, dtypes, strict=True)]
+    )
 
 
 register_unroller(CarryOutputs, _unroll_carry_outputs)

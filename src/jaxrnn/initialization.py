@@ -50,6 +50,16 @@ def init_params(
       ``h' = (1-z)*n + z*h``; option ``reset_after`` (default ``True``, PyTorch/cuDNN;
       ``False`` is Cho et al. 2014, ``n = tanh(x W_xn + b_xn + (r*h) W_hn + b_hn)``).
       Params :class:`~jaxrnn.GRUParams`.
+    - ``"lstm_ln"``: layer-normalized LSTM (Ba et al. 2016), ``LN`` on the input and
+      recurrent gate pre-activations and on ``c'`` before ``tanh``; options
+      ``forget_bias``, ``epsilon``. Params :class:`~jaxrnn.LayerNormLSTMParams`.
+    - ``"mgu"``: minimal gated unit (Zhou et al. 2016), ``f = σ(x W_xf + h W_hf + b_f)``,
+      ``h' = (1-f)*h + f*tanh(x W_xh + (f*h) W_hh + b_h)``. Params :class:`~jaxrnn.MGUParams`.
+    - ``"convlstm"``: convolutional LSTM (Shi et al. 2015): ``input_size`` and
+      ``hidden_size`` count channels, inputs are ``(..., *spatial_shape, input_size)``;
+      options ``spatial_shape`` (required, e.g. ``(height, width)``), ``kernel_size``
+      (default 3), ``forget_bias``; both kernels default to ``lecun_normal()`` (as Flax).
+      Params :class:`~jaxrnn.ConvLSTMParams`.
 
     Options for every cell: ``bias`` (default ``True``), ``kernel_init`` (input weights,
     default ``lecun_normal()``), ``recurrent_init`` (default ``orthogonal()``, applied per
@@ -58,7 +68,7 @@ def init_params(
 
     Args:
       key: a PRNG key (``jax.random.key(seed)``).
-      cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+      cell: a cell name above (a key of ``jaxrnn.cells.CELL_INITS``).
       input_size: features of each input step.
       hidden_size: state size of each layer (and direction).
       num_layers: ``> 1`` returns a :func:`~jaxrnn.stack`; layers after the first take

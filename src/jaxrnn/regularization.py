@@ -154,22 +154,21 @@ def training_steps(
         recurrent_mask = _variational_mask(
             keys["recurrent_dropout"], _hidden(carry).shape, params.recurrent_dropout, dtype
         )
-    masks, sizes = [], []
-    for name, rate, state in (
-        ("zoneout_h", params.zoneout_h, lambda: _hidden(carry)),
-        ("zoneout_c", params.zoneout_c, lambda: carry.c),
-    ):
-        shape = state().shape if rate else (0,)
-        if rate:
-            masks.append(jax.random.bernoulli(keys[name], rate, (num_steps, *shape)).astype(dtype))
-        sizes.append(shape[-1])
+    # Zoneout masks (1 keeps the previous value), drawn anew for every step.
+    keep_h = keep_c = jnp.zeros((num_steps, *batch_shape, *params.input_shape[:-1], 0), dtype)
+    if params.zoneout_h:
+        shape = (num_steps, *_hidden(carry).shape)
+        keep_h = jax.random.bernoulli(keys["zoneout_h"], params.zoneout_h, shape).astype(dtype)
+    if params.zoneout_c:
+        shape = (num_steps, *carry.c.shape)
+        keep_c = jax.random.bernoulli(keys["zoneout_c"], params.zoneout_c, shape).astype(dtype)
     steps = _TrainingSteps(
         regularized=params,
         recurrent_mask=recurrent_mask,
         input_size=xs.shape[-1],
-        zoneout_sizes=tuple(sizes),
+        zoneout_sizes=(keep_h.shape[-1], keep_c.shape[-1]),
     )
-    xs = jnp.concatenate([xs, *masks], axis=-1)
+    xs = jnp.concatenate([xs, keep_h, keep_c], axis=-1)
     output_mask = None
     if params.output_dropout:
         output_shape = (*batch_shape, *params.input_shape[:-1], params.output_size)
@@ -181,8 +180,8 @@ def training_steps(
 
 def _unroll_regularized(params: Regularized, carry: Any, xs: jax.Array, run: Run):
     if run.key is None:
-        # A Regularized cell steps in evaluation mode; _TrainingSteps with no masks would
-        # too, but it needs an input layout that only training uses.
+        # unroll_params would dispatch a Regularized back here: hand the methods a twin
+        # type that is not registered.
         return unroll_params(_Evaluation(params), carry, xs, run)
     steps, xs, output_mask = training_steps(params, xs, run.key)
     carry, ys = unroll_params(steps, carry, xs, run._replace(key=None))
