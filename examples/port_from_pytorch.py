@@ -64,10 +64,10 @@ def jax_logits(params: jaxrnn.Stack, head: dict[str, jax.Array], xs: jax.Array) 
     return ys[-1] @ head["weight"].T + head["bias"]
 
 
-def main() -> None:
+def main(steps: int = 20) -> None:
     import torch
 
-    model = train_torch_model()
+    model = train_torch_model(steps)
     path = os.path.join(tempfile.mkdtemp(), "classifier.pt")
     torch.save(model.state_dict(), path)
 

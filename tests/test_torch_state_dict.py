@@ -1,5 +1,7 @@
 """Loading PyTorch state_dict files without torch: the file reader and from_state_dict."""
 
+import importlib.util
+import pathlib
 import pickle
 import subprocess
 import sys
@@ -146,3 +148,13 @@ def test_file_errors(tmp_path):
 def test_from_state_dict_errors(state_dict, options, error, match):
     with pytest.raises(error, match=match):
         from_state_dict(state_dict, **options)
+
+
+def test_porting_example_runs(capsys):
+    # examples/port_from_pytorch.py trains torch, saves, loads without torch, compares.
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "port_from_pytorch.py"
+    spec = importlib.util.spec_from_file_location("port_from_pytorch", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(steps=2)  # asserts that the logits match
+    assert "max |jaxrnn - torch| over the logits" in capsys.readouterr().out
