@@ -59,6 +59,8 @@ __all__ = ["RNN", "LinenRNN", "carry_from_flax", "carry_to_flax", "from_flax", "
 
 _LSTM_GATES = ("i", "f", "g", "o")
 _GRU_GATES = ("r", "z", "n")
+_LINEN_LSTM_NAMES = {"ii", "if", "ig", "io", "hi", "hf", "hg", "ho"}
+_NNX_LSTM_NAMES = {"ii", "if_", "ig", "io", "hi", "hf", "hg", "ho"}  # `if` is a keyword
 
 #: The Flax cell classes with a jaxrnn form, by (``"linen"`` | ``"nnx"``, class name).
 FLAX_CELLS = {
@@ -78,7 +80,6 @@ def _flax_cell_key(where: str, cell: Any) -> tuple[str, str]:
             return key
     names = ", ".join(f"flax.{api}.{name}" for api, name in FLAX_CELLS)
     fail(where, "cell", f"be one of {names} (class or instance)", repr(cls), TypeError)
-    raise AssertionError  # unreachable: fail raises
 
 
 def _pure(where: str, variables: Any) -> dict:
@@ -121,11 +122,14 @@ def _kernel(tree: Mapping, name: str) -> jax.Array:
 def from_flax(variables: Any) -> LSTMParams | GRUParams:
     """jaxrnn params equal to a Flax ``LSTMCell``, ``OptimizedLSTMCell`` or ``GRUCell``.
 
-    The cell is recognized from the names of its params (see the module docstring for
-    the layouts); Flax's single bias goes where Flax adds it (``b_h`` for an LSTM, ``b_x``
-    and the n-gate part of ``b_h`` for a GRU), the other bias is zeros. The conversion is
-    exact: ``cell_step(from_flax(v), carry_from_flax(c), x)`` computes what the Flax cell
-    computes.
+    Flax computes each gate with its own ``Dense`` layers, e.g. for the LSTM's forget gate
+    ``f = x W_if + h W_hf + b_hf``; jaxrnn concatenates the gates' kernels,
+    ``W_x = [W_ii | W_if | W_ig | W_io]`` (and ``W_h`` likewise), so that one matmul
+    computes all gates. The cell is recognized from the names of its params (see the
+    module docstring for the layouts). Flax's single bias goes where Flax adds it
+    (``b_h`` for an LSTM; ``b_x`` and the n-gate part of ``b_h`` for a GRU), the other
+    bias is zeros. The conversion is exact: ``cell_step(from_flax(v),
+    carry_from_flax(c), x)`` computes what the Flax cell computes.
 
     Args:
       variables: a linen cell's params (``variables["params"]`` or ``variables``), an nnx
@@ -146,16 +150,7 @@ def from_flax(variables: Any) -> LSTMParams | GRUParams:
     where = "from_flax"
     tree = _pure(where, variables)
     names = set(tree)
-    if names == {"ii", "if", "ig", "io", "hi", "hf", "hg", "ho"} or names == {
-        "ii",
-        "if_",
-        "ig",
-        "io",
-        "hi",
-        "hf",
-        "hg",
-        "ho",
-    }:
+    if names in (_LINEN_LSTM_NAMES, _NNX_LSTM_NAMES):
         forget = "if" if "if" in names else "if_"
         inputs = ["ii", forget, "ig", "io"]
         w_x = jnp.concatenate([_kernel(tree, n) for n in inputs], axis=-1)
@@ -182,7 +177,6 @@ def from_flax(variables: Any) -> LSTMParams | GRUParams:
         "have the params of a Flax LSTMCell, OptimizedLSTMCell or GRUCell",
         "keys " + ", ".join(sorted(names)),
     )
-    raise AssertionError  # unreachable: fail raises
 
 
 def _bias(b: jax.Array | None, size: int, dtype: Any) -> np.ndarray:
