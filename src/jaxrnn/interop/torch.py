@@ -457,7 +457,8 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     (a pickle whose tensors refer to storages by key) and ``<name>/data/<key>`` (each
     storage's raw bytes). The pickle is read with an unpickler that rebuilds tensors as
     NumPy arrays (dtype, shape, strides, offset) and refuses every other global, so a
-    file cannot run code. Limits: plain CPU-loadable dense tensors in a (nested) dict only;
+    file cannot run code (the device a tensor was saved from is ignored: storages are raw
+    bytes). Limits: plain dense tensors in a (nested) dict only;
     the legacy non-zip format (``_use_new_zipfile_serialization=False``), quantized or
     sparse tensors and pickled modules raise an error that says to use torch.
 
