@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxrnn import _fast
 from jaxrnn._checks import (
     check_array,
     check_choice,
@@ -229,7 +230,20 @@ def unroll_params(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any
 
 
 def scan_cell(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
-    """The sequential method: one ``params.step`` per ``lax.scan`` iteration, masked."""
+    """The sequential method: the fast path of :mod:`jaxrnn._fast` where it applies (the
+    built-in cells without ``remat``), else :func:`scan_reference`. Both compute the same
+    function; the fast path differs only in how its derivatives are scheduled."""
+    if not run.remat:
+        fast = _fast.fast_unroll(params, carry, xs, run.valid, run.reverse, run.unroll)
+        if fast is not None:
+            return fast
+    return scan_reference(params, carry, xs, run)
+
+
+def scan_reference(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
+    """The reference method (and the oracle of the fast path): one ``params.step`` per
+    ``lax.scan`` iteration, masked. With ``remat`` it stores only the carry entering each
+    segment of about ``sqrt(time)`` steps (:func:`jaxrnn._fast.remat_scan`)."""
 
     def body(carry, inputs):
         x, valid_t = inputs
@@ -240,9 +254,10 @@ def scan_cell(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, ja
             y = jnp.where(_expand_to(valid_t, y), y, jnp.zeros_like(y))
         return new, y
 
+    inputs = (xs, run.valid)
     if run.remat:
-        body = jax.checkpoint(body)
-    return jax.lax.scan(body, carry, (xs, run.valid), reverse=run.reverse, unroll=run.unroll)
+        return _fast.remat_scan(body, carry, inputs, reverse=run.reverse, unroll=run.unroll)
+    return jax.lax.scan(body, carry, inputs, reverse=run.reverse, unroll=run.unroll)
 
 
 def _unroll_stack(params: Stack, carry: tuple, xs: jax.Array, run: Run):
@@ -267,6 +282,7 @@ def _unroll_bidirectional(params: Bidirectional, carry: BidirectionalState, xs, 
 
 
 register_method("sequential", scan_cell)
+register_method("reference", scan_reference)
 register_unroller(Stack, _unroll_stack)
 register_unroller(Bidirectional, _unroll_bidirectional)
 
@@ -326,9 +342,12 @@ def unroll(
       reverse: run each sequence from its last valid step to its first.
       key: PRNG key for dropout between stacked layers; ``None`` (evaluation) applies none.
       unroll: passed to ``lax.scan``: how many steps each loop iteration runs.
-      remat: recompute each step in the backward pass (``jax.checkpoint``), trading
-        compute for memory on long sequences.
-      method: how cells run over time: ``"sequential"`` (``lax.scan``, every cell);
+      remat: store only the carry entering each segment of about ``sqrt(time)`` steps
+        and recompute the segments in the backward pass, trading compute for memory on
+        long sequences.
+      method: how cells run over time: ``"sequential"`` (``lax.scan``, every cell; the
+        built-in cells take a fast path, see ``docs/performance.md``); ``"reference"``
+        (the plain ``lax.scan`` of ``cell_step``, the fast path's oracle);
         ``"parallel"`` (a parallel scan over time, for cells linear in their state:
         ``"mingru"``, ``"minlstm"``, ``"lru"``); ``"deer"`` / ``"quasi_deer"`` (Newton's
         method over the whole trajectory with full / diagonal Jacobians, for nonlinear
