@@ -197,15 +197,6 @@ def test_stack_and_bidirectional_with_lengths_and_gradients():
         assert np.all(np.isfinite(leaf)) and np.any(leaf != 0)
 
 
-def test_convlstm_regularized_runs_with_spatial_masks():
-    cell = jaxrnn.init_params(jax.random.key(12), "convlstm", IN, HID, spatial_shape=(3, 3))
-    reg = jaxrnn.regularize(cell, **ALL_RATES)
-    xs = jax.random.normal(jax.random.key(13), (3, 2, 3, 3, IN))
-    _, ys = unroll(reg, None, xs, key=jax.random.key(14), lengths=jnp.array([3, 1]))
-    assert ys.shape == (3, 2, 3, 3, HID)
-    assert np.all(np.isfinite(ys)) and not np.any(ys[1:, 1])
-
-
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -290,18 +281,29 @@ def test_carry_outputs_are_the_carries_of_a_step_loop(reverse):
         assert not np.any(np.asarray(carries.c[length:, b]))
 
 
-def test_carry_outputs_of_convlstm_regularized_and_learned_init_cells():
+def test_carry_outputs_of_a_regularized_convlstm():
+    """Spatial masks: zoneout and recurrent dropout on (..., H, W, C) states, and an output
+    dropout mask that is the same at every step."""
     conv = jaxrnn.init_params(jax.random.key(21), "convlstm", IN, HID, spatial_shape=(2, 3))
+    reg = jaxrnn.regularize(conv, **ALL_RATES)
     xs = jax.random.normal(jax.random.key(22), (3, 2, 2, 3, IN))
-    _, carries = unroll(jaxrnn.with_carry_outputs(conv), None, xs)
-    assert carries.c.shape == (3, 2, 2, 3, HID)
-    assert_close(carries.h, unroll(conv, None, xs)[1])
+    key = jax.random.key(23)
+    # A non-zero initial state: zoneout may keep it, and h / h must be defined.
+    carry = jax.tree.map(lambda c: c + 0.5, jaxrnn.init_carry(conv, (2,)))
+    _, carries = unroll(jaxrnn.with_carry_outputs(reg), carry, xs, key=key)
+    _, ys = unroll(reg, carry, xs, key=key)
+    assert carries.c.shape == ys.shape == (3, 2, 2, 3, HID)
+    ratio = np.asarray(ys / carries.h)
+    assert_dropout_mask(ratio, ALL_RATES["output_dropout"])
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[0], ratio.shape), rtol=1e-5)
 
-    cell, xs = cell_and_xs("lstm", seed=23)
+
+def test_carry_outputs_of_learned_init_and_regularized_cells():
+    cell, xs = cell_and_xs("lstm", seed=24)
     reg = jaxrnn.learned_init(
         jaxrnn.regularize(cell, zoneout_h=0.3, zoneout_c=0.3, recurrent_dropout=0.3)
     )
-    key = jax.random.key(24)
+    key = jax.random.key(25)
     _, carries = unroll(jaxrnn.with_carry_outputs(reg), None, xs, key=key)
     assert_close(carries.h, unroll(reg, None, xs, key=key)[1])
     new, out = jaxrnn.cell_step(jaxrnn.with_carry_outputs(cell), None, xs[0])
