@@ -136,11 +136,12 @@ def _variational_mask(key: jax.Array, shape: tuple[int, ...], rate: float, dtype
 
 def training_steps(
     params: Regularized, xs: jax.Array, key: jax.Array
-) -> tuple[_TrainingSteps, jax.Array, jax.Array | None]:
+) -> tuple[Any, jax.Array, jax.Array | None]:
     """Sample all masks of one sequence batch: ``(cell to unroll, its xs, output mask)``.
 
     ``xs`` has shape ``(time, *batch, *input_shape)``; the output mask, when there is
-    output dropout, multiplies ``ys``.
+    output dropout, multiplies ``ys``. Without recurrent dropout and zoneout the cell to
+    unroll is the wrapped cell itself.
     """
     num_steps, dtype = xs.shape[0], xs.dtype
     batch_shape = xs.shape[1 : xs.ndim - len(params.input_shape)]
@@ -149,6 +150,14 @@ def training_steps(
     if params.input_dropout:
         m_x = _variational_mask(keys["input_dropout"], xs.shape[1:], params.input_dropout, dtype)
         xs = xs * m_x
+    output_mask = None
+    if params.output_dropout:
+        output_shape = (*batch_shape, *params.input_shape[:-1], params.output_size)
+        output_mask = _variational_mask(
+            keys["output_dropout"], output_shape, params.output_dropout, dtype
+        )
+    if not (params.recurrent_dropout or params.zoneout_h or params.zoneout_c):
+        return params.cell, xs, output_mask
     recurrent_mask = None
     if params.recurrent_dropout:
         recurrent_mask = _variational_mask(
@@ -168,18 +177,13 @@ def training_steps(
         input_size=xs.shape[-1],
         zoneout_sizes=(keep_h.shape[-1], keep_c.shape[-1]),
     )
-    xs = jnp.concatenate([xs, keep_h, keep_c], axis=-1)
-    output_mask = None
-    if params.output_dropout:
-        output_shape = (*batch_shape, *params.input_shape[:-1], params.output_size)
-        output_mask = _variational_mask(
-            keys["output_dropout"], output_shape, params.output_dropout, dtype
-        )
-    return steps, xs, output_mask
+    return steps, jnp.concatenate([xs, keep_h, keep_c], axis=-1), output_mask
 
 
 def _unroll_regularized(params: Regularized, carry: Any, xs: jax.Array, run: Run):
     if run.key is None:
+        if not (params.zoneout_h or params.zoneout_c):
+            return unroll_params(params.cell, carry, xs, run)  # dropout is off: the cell
         # unroll_params would dispatch a Regularized back here: hand the methods a twin
         # type that is not registered.
         return unroll_params(_Evaluation(params), carry, xs, run)
