@@ -56,6 +56,15 @@ class ConvLSTMParams(Cell):
     of hidden channels: ``ys`` of :func:`~jaxrnn.unroll` has shape
     ``(time, ..., *spatial_shape, hidden_channels)``.
 
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_params(jax.random.key(0), "convlstm", 1, 8,
+      ...                             spatial_shape=(16, 16), kernel_size=3)
+      >>> frames = jnp.ones((10, 4, 16, 16, 1))  # (time, batch, height, width, channels)
+      >>> carry, ys = jaxrnn.unroll(params, None, frames)
+      >>> ys.shape, carry.c.shape
+      ((10, 4, 16, 16, 8), (4, 16, 16, 8))
+
     References:
       Shi, Chen, Wang, Yeung, Wong, Woo, "Convolutional LSTM Network: A Machine Learning
       Approach for Precipitation Nowcasting", NeurIPS 2015.

@@ -37,6 +37,14 @@ class LayerNormLSTMParams(Cell):
     unnormalized. The two normalizations of the gates would each have a shift; they add
     up with ``b``, so ``b`` is their single learnable shift.
 
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_params(jax.random.key(0), "lstm_ln", 3, 5)
+      >>> xs = 100.0 * jnp.ones((4, 2, 3))  # normalization makes the scale irrelevant
+      >>> _, ys = jaxrnn.unroll(params, None, xs)
+      >>> bool(jnp.allclose(ys, jaxrnn.unroll(params, None, xs / 100.0)[1], atol=1e-4))
+      True
+
     References:
       Ba, Kiros, Hinton, "Layer Normalization", arXiv:1607.06450, 2016 (section 3.1 and
       the supplementary LSTM equations).

@@ -25,6 +25,13 @@ class MGUParams(Cell):
     and ``y_t = h_t``. The single forget gate plays both GRU roles: it selects what of
     ``h_{t-1}`` the candidate reads, and how much of the state is replaced.
 
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_params(jax.random.key(0), "mgu", 3, 5)
+      >>> h, y = jaxrnn.cell_step(params, None, jnp.ones(3))  # one unbatched step
+      >>> bool(jnp.all(h == y)), y.shape
+      (True, (5,))
+
     References:
       Zhou, Wu, Zhang, Zhou, "Minimal gated unit for recurrent neural networks",
       International Journal of Automation and Computing, 2016.
