@@ -314,3 +314,5 @@ def test_with_carry_outputs_rejects_composites():
     params = jaxrnn.init_params(jax.random.key(0), "lstm", IN, HID, num_layers=2)
     with pytest.raises(ValueError, match=r"with_carry_outputs: params must be a cell"):
         jaxrnn.with_carry_outputs(params)
+    with pytest.raises(TypeError, match=r"CarryOutputs has no output_size"):
+        jaxrnn.stack([jaxrnn.with_carry_outputs(params.layers[0]), params.layers[1]])

@@ -106,12 +106,10 @@ class CarryOutputs(Cell):
 
     @property
     def output_size(self) -> int:
-        fail(
-            "CarryOutputs",
-            "output_size",
-            "not be asked for: its outputs are carries, so it cannot feed a layer",
-            "a request",
-            TypeError,
+        # Asked for by stack, bidirectional and readouts, none of which can take carries.
+        raise TypeError(
+            "CarryOutputs has no output_size: its outputs are carries, not features, so it "
+            "cannot feed a layer; apply with_carry_outputs to a cell that is unrolled alone"
         )
 
     def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
