@@ -215,7 +215,7 @@ def _prefetched_scan(body, carry, projected, valid, reverse, unroll):
     return carry, outputs
 
 
-HOIST = True
+HOIST = False
 
 
 def _forward(kernel: Kernel, reverse: bool, unroll: int | bool, params, carry, xs, valid):
