@@ -123,22 +123,6 @@ def assert_close(actual, expected, tol=1e-5):
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=tol, atol=tol)
 
 
-def test_params_type_and_shapes(variant):
-    name, options = variant
-    params = jaxrnn.init_params(jax.random.key(0), name, IN, HID, **options)
-    expected_type = {
-        "mgu": jaxrnn.MGUParams,
-        "lstm_ln": jaxrnn.LayerNormLSTMParams,
-        "convlstm": jaxrnn.ConvLSTMParams,
-    }[name]
-    assert type(params) is expected_type
-    spatial = tuple(options.get("spatial_shape", ()))
-    assert params.input_shape == (*spatial, IN)
-    assert params.output_size == HID
-    for leaf in jax.tree.leaves(jaxrnn.init_carry(params, (2,))):
-        assert leaf.shape == (2, *spatial, HID)
-
-
 @jax.jit
 def _step_and_unrolls(params, carry, xs, lengths):
     """``cell_step`` on one unbatched input, and forward and reverse unrolls: one compile."""
@@ -153,10 +137,20 @@ def test_cell_step_and_unroll_match_numpy_loop(variant):
     name, options = variant
     kp, kc, kx = jax.random.split(jax.random.key(1), 3)
     params = random_params(name, options, kp)
+    expected_type = {
+        "mgu": jaxrnn.MGUParams,
+        "lstm_ln": jaxrnn.LayerNormLSTMParams,
+        "convlstm": jaxrnn.ConvLSTMParams,
+    }[name]
+    spatial = tuple(options.get("spatial_shape", ()))
+    assert type(params) is expected_type
+    assert params.input_shape == (*spatial, IN) and params.output_size == HID
     lengths = np.array([4, 0, 2])
     carry = random_carry(params, (3,), kc)
     xs = jax.random.normal(kx, (4, 3, *params.input_shape))
     (step_carry, step_y), *runs = _step_and_unrolls(params, carry, xs, jnp.asarray(lengths))
+    for leaf in jax.tree.leaves((runs[0], step_carry)):
+        assert leaf.shape[-len(spatial) - 1 :] == (*spatial, HID)
     xs, carry = np.asarray(xs, np.float64), jax.tree.map(np.asarray, as_plain(carry))
 
     first = jax.tree.map(lambda a: a[0], carry)
