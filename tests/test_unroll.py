@@ -112,11 +112,10 @@ def test_check_grads_float64(cell, x64, padded_batch, random_state):
     check_grads(f, (params, carry, xs), order=1, modes=("fwd", "rev"))
 
 
-def test_check_grads_float64_bidirectional_stack_with_remat(x64, padded_batch):
+def test_check_grads_float64_bidirectional_with_remat(x64, padded_batch):
     params = jaxrnn.init_params(
-        jax.random.key(1), "lstm", INPUT_SIZE, 3, num_layers=2, bidirectional=True,
-        dtype=jnp.float64,
-    )  # fmt: skip
+        jax.random.key(1), "lstm", INPUT_SIZE, 3, bidirectional=True, dtype=jnp.float64
+    )
     lengths = jnp.array([3, 1])
     xs = padded_batch(jax.random.key(2), 3, lengths, INPUT_SIZE, dtype=jnp.float64)
 
@@ -222,7 +221,7 @@ def test_vmap_in_axes_1_of_per_example_unroll_equals_batched_call(
     assert_trees_close(time_major, batched)
 
 
-@by_structure
+@pytest.mark.parametrize("name, options", STRUCTURES[1:], ids=["lstm", "gru-bi", "lstm-bi-stack"])
 def test_multiple_batch_dims_and_vmap_over_them(name, options, padded_batch):
     """Batch dims ``(time, b1, b2, features)`` act as one flat batch; ``vmap`` over ``b1``
     (``in_axes=1`` of time-major data) and over batch-major data agree with both."""
@@ -278,9 +277,10 @@ def test_jit_vmap_grad_composes(name, options, padded_batch):
 
 
 def test_remat_and_scan_unroll_give_same_values_and_gradients(padded_batch):
-    """On a stack of bidirectional LSTMs with projection (options pass through composites)."""
-    name, options = STRUCTURES[3]
-    params = jaxrnn.init_params(jax.random.key(27), name, INPUT_SIZE, HIDDEN_SIZE, **options)
+    """On bidirectional LSTMs with projection (the options pass through composites)."""
+    params = jaxrnn.init_params(
+        jax.random.key(27), "lstm", INPUT_SIZE, HIDDEN_SIZE, bidirectional=True, proj_size=2
+    )
     lengths = jnp.array([NUM_STEPS, 0, 2])
     xs = padded_batch(jax.random.key(28), NUM_STEPS, lengths, INPUT_SIZE)
 
