@@ -299,22 +299,29 @@ def _newton(
     tol: float,
     max_iter: int,
     scale_floor: float = 1.0,
+    init_scale: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Solve ``s = F(s)`` for a trajectory ``s`` of shape ``(time, n)``.
 
     ``linearize(s) -> (F(s), a, b)`` where the Newton update is the scan
     ``s'_t = a_t s'_{t-1} + b_t``. Returns ``(s, iterations, residual)``, the residual
-    being that of the returned ``s``.
+    being that of the returned ``s``. ``init_scale`` is ``max |s_init|`` when known more
+    cheaply (a broadcast zero carry under ``jit`` is a constant that XLA would otherwise
+    spend seconds constant-folding the reduction of).
     """
 
     def measure(s, fs):
         scale = jnp.maximum(scale_floor, jnp.max(jnp.abs(s)))
-        return jnp.max(jnp.abs(s - fs)), scale
+        error = jnp.abs(s - fs)
+        # A reduce_max may skip NaNs (XLA on CPU gives -inf for all-NaN input), which would
+        # read as converged: any non-finite value makes the residual +inf instead.
+        res = jnp.where(jnp.all(jnp.isfinite(error)), jnp.max(error), jnp.inf)
+        return res, scale
 
     def cond(state):
         k, _, _, _, res, scale = state
-        # A NaN residual compares False: the loop stops and reports non-convergence.
-        return (k < max_iter) & (res > tol * scale)
+        # An infinite residual (overflow in the scan) will not improve: stop and report it.
+        return (k < max_iter) & (res > tol * scale) & jnp.isfinite(res)
 
     def body(state):
         k, _, a, b, _, _ = state
@@ -325,6 +332,8 @@ def _newton(
 
     fs, a, b = linearize(s_init)
     res, scale = measure(s_init, fs)
+    if init_scale is not None:
+        scale = jnp.maximum(scale_floor, init_scale)
     state = (jnp.asarray(0, jnp.int32), s_init, a, b, res, scale)
     k, s, _, _, res, _ = jax.lax.while_loop(cond, body, state)
     return s, k, res
@@ -382,10 +391,12 @@ def _deer_solve_fwd(config: DEERConfig, cell, s0, xs, valid):
         s_prev = _shift(s, s0)
         fs = jax.vmap(f)(s_prev, xs, valid)
         jac = _jacobians(f, s_prev, xs, valid, config.variant) / (1.0 + config.damping)
-        return fs, jac, fs - _apply(jac, s_prev)
+        # The scan starts from 0, so step 0 must not subtract J_0 s0: its input s0 is
+        # known exactly, and h_0 = f(s0, x_0) is the true first state.
+        return fs, jac, fs - _apply(jac, _shift(s, jnp.zeros_like(s0)))
 
     s_init = jnp.broadcast_to(s0, (xs.shape[0], *s0.shape))
-    s, k, res = _newton(linearize, s_init, tol, config.max_iter)
+    s, k, res = _newton(linearize, s_init, tol, config.max_iter, init_scale=jnp.max(jnp.abs(s0)))
     return (s, k, res), (cell, s0, xs, valid, s)
 
 
