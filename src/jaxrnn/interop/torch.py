@@ -74,6 +74,10 @@ def from_torch(module: Any) -> Any:
     ``nn.GRUCell``) becomes a bare cell. ``nonlinearity``, ``bias`` and LSTM
     ``proj_size`` carry over. ``to_torch(from_torch(m))`` gives back ``m.state_dict()``.
 
+    Weights do not depend on the data layout: a ``batch_first=True`` module converts like
+    any other, and its ``(batch, time, features)`` inputs become jaxrnn's time-major
+    ``xs = x.swapaxes(0, 1)`` (or ``jax.vmap(..., in_axes=0)`` of a per-sequence call).
+
     Args:
       module: a PyTorch module of one of the six types above (duck-typed by class name).
 
@@ -99,10 +103,6 @@ def from_torch(module: Any) -> Any:
         static["activation"] = module.nonlinearity
     if kind in _CELLS:
         return _cell_from_arrays(kind[: -len("Cell")], arrays, "", **static)
-    if getattr(module, "batch_first", False):
-        # Weights are layout-independent; only the data layout differs. Say so once here
-        # rather than silently: jaxrnn is time-major.
-        pass
     layers = []
     for k in range(module.num_layers):
         cells = [
