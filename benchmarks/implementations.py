@@ -126,7 +126,7 @@ def equinox_builder(checkpoint: bool = False) -> Callable:
 #: name -> builder, in table order. PyTorch runs in its own process (``torch_worker.py``).
 JAX_IMPLEMENTATIONS: dict[str, Callable] = {
     "jaxrnn": jaxrnn_builder(),
-    "jaxrnn (reference scan)": jaxrnn_builder("reference"),
+    "jaxrnn method='fused'": jaxrnn_builder("fused"),
     "flax linen (LSTMCell, GRUCell)": flax_linen_builder("LSTMCell"),
     "flax linen OptimizedLSTMCell": flax_linen_builder("OptimizedLSTMCell"),
     "flax nnx": flax_nnx_builder("OptimizedLSTMCell"),
@@ -143,7 +143,7 @@ JAX_PEERS = [name for name in JAX_IMPLEMENTATIONS if not name.startswith("jaxrnn
 #: For the memory measurement: name -> builder of an LSTM training step.
 MEMORY_IMPLEMENTATIONS: dict[str, Callable] = {
     "jaxrnn": jaxrnn_builder(),
-    "jaxrnn (reference scan)": jaxrnn_builder("reference"),
+    "jaxrnn method='fused'": jaxrnn_builder("fused"),
     "jaxrnn remat=True": jaxrnn_builder(remat=True),
     "flax linen OptimizedLSTMCell": flax_linen_builder("OptimizedLSTMCell"),
     "flax linen nn.remat(cell)": flax_linen_builder("OptimizedLSTMCell", remat=True),

@@ -1,15 +1,15 @@
 """Peak resident memory of one LSTM training step, in a fresh process.
 
 ``python benchmarks/memory_worker.py NAME T`` prints one JSON line: the process's peak
-resident set (``ru_maxrss``) after compiling and running the step twice, and the time
-of the second run. ``run.py`` calls it at two ``T`` and reports the slope per 1k steps,
+resident set (``VmHWM``; not ``ru_maxrss``, which survives ``exec`` and so would report
+the parent's peak) after compiling and running the step twice, and the time of the
+second run. ``run.py`` calls it at two ``T`` and reports the slope per 1k steps,
 which cancels what every process holds (the runtime, the compiled program).
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -29,7 +29,9 @@ def main() -> None:
     start = time.perf_counter()
     jax.block_until_ready(train(*args))
     seconds = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    peak_mib = peak_kib / 1024
     print(json.dumps({"peak_mib": peak_mib, "step_s": seconds}))
 
 

@@ -1,4 +1,4 @@
-"""The fast path of ``unroll`` (``jaxrnn._fast``) against its oracle, ``method="reference"``.
+"""``unroll(method="fused")`` (``jaxrnn._fast``) against its oracle, ``method="sequential"``.
 
 Every kernel must give the reference's outputs, final carry and derivatives (reverse mode,
 forward mode, second order) with lengths, reverse, stacks, bidirectional pairs and remat.
@@ -78,7 +78,7 @@ def test_values_and_gradients_equal_reference(spec, scenario, x64):
 
     def both(params, carry, xs):
         results = []
-        for method in ("sequential", "reference"):
+        for method in ("fused", "sequential"):
             run = jaxrnn.unroll(params, carry, xs, lengths=lengths, reverse=reverse, method=method)
             grads = jax.grad(_loss(method, lengths, reverse), argnums=(0, 1, 2))(params, carry, xs)
             results.append((run, grads))
@@ -107,7 +107,7 @@ def test_forward_mode_and_second_order_equal_reference(name, x64):
         )
         return jvp, hvp_fwd, hvp_rev
 
-    fast, reference = jax.jit(lambda: [derivatives(m) for m in ("sequential", "reference")])()
+    fast, reference = jax.jit(lambda: [derivatives(m) for m in ("fused", "sequential")])()
     _assert_trees_close(fast, reference)
 
 
@@ -117,7 +117,7 @@ def _dot(a, b):
 
 def test_check_grads_of_the_fast_path(x64):
     params, carry, xs, lengths = _problem(CellSpec("gru", {}), [5, 2, 0])
-    loss = jax.jit(_loss("sequential", lengths, True))
+    loss = jax.jit(_loss("fused", lengths, True))
     check_grads(loss, (params, carry, xs), order=1, modes=("fwd", "rev"))
 
 
@@ -140,7 +140,7 @@ def test_composites_equal_reference(bidirectional, x64):
     def both(params, xs):
         return [
             jax.value_and_grad(_loss(method, lengths, False), argnums=(0, 2))(params, carry, xs)
-            for method in ("sequential", "reference")
+            for method in ("fused", "sequential")
         ]
 
     fast, reference = jax.jit(both)(params, xs)
@@ -198,15 +198,14 @@ def test_segment_length(num_steps, expected):
 def test_batch_shapes_and_vmap(batch_shape):
     params = jaxrnn.init_params(jax.random.key(0), "gru", INPUT_SIZE, HIDDEN_SIZE)
     xs = jax.random.normal(jax.random.key(1), (NUM_STEPS, *batch_shape, INPUT_SIZE))
-    fast = jax.jit(jaxrnn.unroll)(params, None, xs)
-    reference = jax.jit(jaxrnn.unroll, static_argnames="method")(
-        params, None, xs, method="reference"
-    )
+    unroll = jax.jit(jaxrnn.unroll, static_argnames="method")
+    fast = unroll(params, None, xs, method="fused")
+    reference = unroll(params, None, xs)
     _assert_trees_close(fast, reference, rtol=1e-5, atol=1e-6)
     # vmap over a leading batch dim of the time-major inputs gives the batched run.
-    vmapped = jax.vmap(lambda x: jaxrnn.unroll(params, None, x)[1], in_axes=1, out_axes=1)(
-        xs.reshape(NUM_STEPS, -1, INPUT_SIZE)
-    )
+    vmapped = jax.vmap(
+        lambda x: jaxrnn.unroll(params, None, x, method="fused")[1], in_axes=1, out_axes=1
+    )(xs.reshape(NUM_STEPS, -1, INPUT_SIZE))
     np.testing.assert_allclose(
         vmapped, fast[1].reshape(NUM_STEPS, -1, HIDDEN_SIZE), rtol=1e-5, atol=1e-6
     )
@@ -217,6 +216,6 @@ def test_mixed_dtypes_fall_back_to_reference(x64):
     xs = jnp.ones((NUM_STEPS, 2, INPUT_SIZE), jnp.float64)
     carry = jaxrnn.init_carry(params, (2,))
     assert _fast.fast_unroll(params, carry, xs, None, False, 1) is None
-    fast = jaxrnn.unroll(params, carry, xs)
-    reference = jaxrnn.unroll(params, carry, xs, method="reference")
+    fast = jaxrnn.unroll(params, carry, xs, method="fused")
+    reference = jaxrnn.unroll(params, carry, xs)
     _assert_trees_close(fast, reference)

@@ -5,9 +5,8 @@ The reference (``scan_cell`` with ``params.step``) computes, in each ``lax.scan`
 differentiates that loop step by step. This module computes the same function
 differently:
 
-* **Forward.** The input projection of all steps is one GEMM before the loop,
-  ``P = xs W_x + b_x`` of shape ``(time, batch, gates)``; the loop does only
-  ``A_t = h_{t-1} W_h + b_h`` and the pointwise gate math.
+* **Forward.** As the reference, plus the residuals the derivatives need, chosen as the
+  coefficients of the tangent (so the backward loop only multiplies and adds).
 * **Derivatives.** The function is a ``jax.custom_jvp`` whose tangent is written so that
   everything that does not depend on the state tangent is one GEMM outside the loop::
 
@@ -186,56 +185,24 @@ def _zero_masked(valid_t: jax.Array | None, y: jax.Array) -> jax.Array:
     return y if valid_t is None else jnp.where(valid_t[..., None], y, jnp.zeros_like(y))
 
 
-def _prefetched_scan(body, carry, projected, valid, reverse, unroll):
-    """``lax.scan`` over the steps of ``projected``, handing ``body`` each ``p_t`` from the
-    carry rather than from ``xs``.
-
-    Why: XLA:CPU fuses the per-step ``dynamic-slice`` of a scanned operand into the
-    consumer's elementwise loop, and a fused dynamic-slice stops that loop from being
-    vectorized, so the sigmoids and tanhs of the gates run scalar (2x the forward time
-    at T=100, B=32, H=128). Slicing ``p_{t+1}`` at the end of step ``t`` into the carry
-    puts the slice in a plain copy and leaves the gate math reading an ordinary buffer.
-    """
-    num_steps = projected.shape[0]
-    first, step = (num_steps - 1, -1) if reverse else (0, 1)
-
-    def prefetching_body(state, inputs):
-        carry, p_t = state
-        t, valid_t = inputs
-        following = jnp.clip(t + step, 0, num_steps - 1)
-        p_next = jax.lax.dynamic_index_in_dim(projected, following, keepdims=False)
-        carry, outputs = body(carry, p_t, valid_t)
-        return (carry, p_next), outputs
-
-    state = (carry, projected[first])
-    steps = jnp.arange(num_steps)
-    (carry, _), outputs = jax.lax.scan(
-        prefetching_body, state, (steps, valid), reverse=reverse, unroll=unroll
-    )
-    return carry, outputs
-
-
-HOIST = False
-
-
 def _forward(kernel: Kernel, reverse: bool, unroll: int | bool, params, carry, xs, valid):
-    """The forward loop: ``(carry, (ys, residuals))``."""
+    """The forward loop: ``(carry, (ys, residuals))``.
 
-    def body(carry, p_t, valid_t):
-        if not HOIST:
-            p_t = _affine(p_t, params.w_x, params.b_x)
+    The input projection stays inside the loop: on XLA:CPU, computing it for all steps
+    first was slower (see ``docs/performance.md``), because the loop then reads a slice
+    of the big projection inside the fused gate math, and XLA:CPU does not vectorize a
+    fusion that contains a dynamic slice.
+    """
+
+    def body(carry, inputs):
+        x_t, valid_t = inputs
+        p_t = _affine(x_t, params.w_x, params.b_x)
         a_t = _affine(kernel.hidden(carry), params.w_h, params.b_h)
         new, y, residual = kernel.pointwise(params, carry, p_t, a_t)
         new = _mask(valid_t, new, carry)
         return new, (_zero_masked(valid_t, y), residual)
 
-    if HOIST:
-        projected = _affine(xs, params.w_x, params.b_x)  # every step's input projection at once
-        return _prefetched_scan(body, carry, projected, valid, reverse, unroll)
-    carry, outs = jax.lax.scan(
-        lambda c, i: body(c, *i), carry, (xs, valid), reverse=reverse, unroll=unroll
-    )
-    return carry, outs
+    return jax.lax.scan(body, carry, (xs, valid), reverse=reverse, unroll=unroll)
 
 
 def _hidden_in(ys: jax.Array, h0: jax.Array, valid: jax.Array | None, reverse: bool):

@@ -229,19 +229,20 @@ def unroll_params(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any
     return unroller(params, carry, xs, run)
 
 
-def scan_cell(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
-    """The sequential method: the fast path of :mod:`jaxrnn._fast` where it applies (the
-    built-in cells without ``remat``), else :func:`scan_reference`. Both compute the same
-    function; the fast path differs only in how its derivatives are scheduled."""
+def scan_fused(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
+    """The ``"fused"`` method: the hand-scheduled derivatives of :mod:`jaxrnn._fast` where
+    they apply (the built-in cells without ``remat``), else :func:`scan_cell`. Both compute
+    the same function; measured on XLA:CPU, ``"fused"`` is not faster (see
+    ``docs/performance.md``), so it is not the default."""
     if not run.remat:
         fast = _fast.fast_unroll(params, carry, xs, run.valid, run.reverse, run.unroll)
         if fast is not None:
             return fast
-    return scan_reference(params, carry, xs, run)
+    return scan_cell(params, carry, xs, run)
 
 
-def scan_reference(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
-    """The reference method (and the oracle of the fast path): one ``params.step`` per
+def scan_cell(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
+    """The sequential method (and the oracle of ``"fused"``): one ``params.step`` per
     ``lax.scan`` iteration, masked. With ``remat`` it stores only the carry entering each
     segment of about ``sqrt(time)`` steps (:func:`jaxrnn._fast.remat_scan`)."""
 
@@ -282,7 +283,7 @@ def _unroll_bidirectional(params: Bidirectional, carry: BidirectionalState, xs, 
 
 
 register_method("sequential", scan_cell)
-register_method("reference", scan_reference)
+register_method("fused", scan_fused)
 register_unroller(Stack, _unroll_stack)
 register_unroller(Bidirectional, _unroll_bidirectional)
 
@@ -345,9 +346,9 @@ def unroll(
       remat: store only the carry entering each segment of about ``sqrt(time)`` steps
         and recompute the segments in the backward pass, trading compute for memory on
         long sequences.
-      method: how cells run over time: ``"sequential"`` (``lax.scan``, every cell; the
-        built-in cells take a fast path, see ``docs/performance.md``); ``"reference"``
-        (the plain ``lax.scan`` of ``cell_step``, the fast path's oracle);
+      method: how cells run over time: ``"sequential"`` (``lax.scan``, every cell);
+        ``"fused"`` (built-in cells: the same function with hand-scheduled derivatives,
+        see ``docs/performance.md``);
         ``"parallel"`` (a parallel scan over time, for cells linear in their state:
         ``"mingru"``, ``"minlstm"``, ``"lru"``); ``"deer"`` / ``"quasi_deer"`` (Newton's
         method over the whole trajectory with full / diagonal Jacobians, for nonlinear
