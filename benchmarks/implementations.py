@@ -26,13 +26,17 @@ def _pair(apply: Callable, params, xs) -> tuple[Callable, Callable, tuple]:
     return forward, train, (params, xs)
 
 
-def jaxrnn_builder(method: str = "sequential", remat: bool = False) -> Callable:
+def jaxrnn_builder(method: str = "sequential", remat: bool = False, lengths=False) -> Callable:
+    """``jaxrnn.unroll``; ``lengths=True`` passes full lengths, so that the ratio to the
+    run without lengths is the cost of masking a padded batch."""
+
     def build(cell, T, B, D, H):
         import jaxrnn
 
         params = jaxrnn.init_params(jax.random.key(0), cell, D, H)
+        full = jnp.full((B,), T) if lengths else None
         return _pair(
-            lambda p, x: jaxrnn.unroll(p, None, x, method=method, remat=remat)[1],
+            lambda p, x: jaxrnn.unroll(p, None, x, lengths=full, method=method, remat=remat)[1],
             params,
             _inputs(T, B, D),
         )
@@ -127,6 +131,7 @@ def equinox_builder(checkpoint: bool = False) -> Callable:
 JAX_IMPLEMENTATIONS: dict[str, Callable] = {
     "jaxrnn": jaxrnn_builder(),
     "jaxrnn method='fused'": jaxrnn_builder("fused"),
+    "jaxrnn with lengths": jaxrnn_builder(lengths=True),
     "flax linen (LSTMCell, GRUCell)": flax_linen_builder("LSTMCell"),
     "flax linen OptimizedLSTMCell": flax_linen_builder("OptimizedLSTMCell"),
     "flax nnx": flax_nnx_builder("OptimizedLSTMCell"),
