@@ -1,8 +1,9 @@
-"""The fast path of ``unroll`` for the built-in cells: BPTT scheduled like cuDNN, in JAX.
+"""``unroll(method="fused")`` for the built-in cells (BPTT scheduled like cuDNN, in JAX),
+and the segment rematerialization behind ``unroll(remat=True)``.
 
-The reference (``scan_cell`` with ``params.step``) computes, in each ``lax.scan`` step,
-``x_t W_x + b_x`` and ``h W_h + b_h`` and the gate nonlinearities, and ``jax.grad``
-differentiates that loop step by step. This module computes the same function
+The reference (``scan_cell`` with ``params.step``, the default method) computes, in each
+``lax.scan`` step, ``x_t W_x + b_x`` and ``h W_h + b_h`` and the gate nonlinearities, and
+``jax.grad`` differentiates that loop step by step. This module computes the same function
 differently:
 
 * **Forward.** As the reference, plus the residuals the derivatives need, chosen as the
@@ -24,7 +25,8 @@ Each supported cell has a :class:`Kernel`: its pointwise gate math, the residual
 tangent needs, and the tangent of the pointwise math written out by hand. Cells without
 a kernel (or configurations a kernel does not cover) run the reference. The reference
 stays the oracle: ``tests/test_fast_path.py`` checks every kernel against it, values and
-derivatives.
+derivatives. Measured on a 2-core XLA:CPU machine this is not reliably faster than the
+reference (``docs/performance.md``), which is why it is an option and not the default.
 """
 
 from __future__ import annotations
