@@ -199,12 +199,11 @@ def test_parallel_gradients(name):
         check_grads(jax.jit(loss), (params, carry, xs), order=1, modes=["rev"], eps=1e-6)
 
 
-@pytest.mark.parametrize("strategy", ["tree", "chunked"])
-@pytest.mark.parametrize("chunk_size", [None, 3])
+@pytest.mark.parametrize(
+    ("strategy", "chunk_size"), [("tree", None), ("chunked", None), ("chunked", 3)]
+)
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_linear_scan_matches_loop(strategy, chunk_size, reverse):
-    if strategy == "tree" and chunk_size is not None:
-        pytest.skip("chunk_size only applies to the chunked strategy")
     ka, kb, kh = jax.random.split(jax.random.key(10), 3)
     a = jax.lax.complex(*jax.random.uniform(ka, (2, 11, 2), minval=-1.0, maxval=1.0))
     b = jax.lax.complex(*jax.random.normal(kb, (2, 11, 2)))
