@@ -356,8 +356,12 @@ def seq2seq_loss(
               \\sum_{t < \\mathrm{lengths}_b} -\\log \\mathrm{softmax}(z_{t,b})_{y_{t,b}}
 
     Args:
-      params, source, source_lengths, targets, target_lengths, start_token: as in
-        :func:`seq2seq_logits`.
+      params: from :func:`init_seq2seq`.
+      source: integer ``(source_time, *batch)``.
+      source_lengths: integer ``batch``, or ``None``.
+      targets: integer ``(target_time, *batch)``, each sequence ending with the end token.
+      target_lengths: integer ``batch`` (including the end token), or ``None``.
+      start_token: the decoder's first input token.
 
     Returns:
       A scalar.
@@ -487,8 +491,13 @@ def sample_decode(
     As :func:`greedy_decode` otherwise; ``temperature -> 0`` approaches greedy decoding.
 
     Args:
-      params, source, source_lengths, max_length, start_token, end_token, pad_token: as
-        in :func:`greedy_decode`.
+      params: from :func:`init_seq2seq`.
+      source: integer ``(source_time, *batch)``.
+      source_lengths: integer ``batch``, or ``None``.
+      max_length: number of decoding steps.
+      start_token: first decoder input.
+      end_token: token that ends a sequence.
+      pad_token: emitted after the end.
       key: PRNG key (split once per step).
       temperature: ``tau > 0``.
 
@@ -540,8 +549,13 @@ def beam_search(
     Scores are not length-normalized.
 
     Args:
-      params, source, source_lengths, max_length, start_token, end_token, pad_token: as
-        in :func:`greedy_decode`; ``source`` must have one batch axis ``(time, batch)``.
+      params: from :func:`init_seq2seq`.
+      source: integer ``(source_time, batch)``: exactly one batch axis.
+      source_lengths: integer ``(batch,)``, or ``None``.
+      max_length: number of decoding steps.
+      start_token: first decoder input.
+      end_token: token that ends a sequence.
+      pad_token: emitted after the end.
       beam_size: hypotheses kept per sequence (``1`` is greedy decoding).
 
     Returns:
