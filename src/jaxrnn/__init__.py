@@ -1,7 +1,9 @@
 """jaxrnn: recurrent neural networks as pure JAX functions.
 
-Cells (``"rnn"``, ``"lstm"``, ``"gru"``) are params pytrees; :func:`unroll` runs them over
-time with ``lax.scan``; :func:`stack` and :func:`bidirectional` compose them; everything
+Cells (``"rnn"``, ``"lstm"``, ``"gru"``) are params pytrees; [`unroll`][jaxrnn.unroll] runs them
+over
+time with ``lax.scan``; [`stack`][jaxrnn.stack] and [`bidirectional`][jaxrnn.bidirectional] compose
+them; everything
 works under ``jit``, ``vmap`` and ``grad`` and matches PyTorch numerically.
 """
 
