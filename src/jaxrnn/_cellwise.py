@@ -15,9 +15,10 @@ def map_cells(fn: Callable[..., Any], params: Any, *trees: Any) -> Any:
     """``fn(cell, *subtrees)`` for each cell of ``params``, rebuilt into the same composites.
 
     ``trees`` (e.g. an initial carry) have the carry structure of ``params``: a tuple with
-    one entry per layer of a stack, a :class:`~jaxrnn.BidirectionalState` for a pair. A
-    cell is anything that is neither a :class:`~jaxrnn.Stack` nor a
-    :class:`~jaxrnn.Bidirectional`.
+    one entry per layer of a stack, a [`BidirectionalState`][jaxrnn.BidirectionalState] for a pair.
+    A
+    cell is anything that is neither a [`Stack`][jaxrnn.Stack] nor a
+    [`Bidirectional`][jaxrnn.Bidirectional].
     """
     if isinstance(params, Stack):
         layers = [
