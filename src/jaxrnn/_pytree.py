@@ -50,7 +50,7 @@ _T = TypeVar("_T")
 def params_class(cls: type[_T]) -> type[_T]:
     """Make ``cls`` a frozen dataclass registered as a pytree.
 
-    Fields made with :func:`static_field` are metadata (part of the tree's structure,
+    Fields made with ``static_field`` are metadata (part of the tree's structure,
     so ``jit`` specializes on them); all others are children. The repr shows array
     leaves as ``dtype[shape]`` so that ``print(params)`` is readable.
     """
