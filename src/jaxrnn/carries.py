@@ -20,9 +20,9 @@ __all__ = ["CarryOutputs", "LearnedInit", "learned_init", "with_carry_outputs"]
 
 @params_class
 class LearnedInit(Cell):
-    """A cell whose initial carry is a parameter; see :func:`learned_init`.
+    """A cell whose initial carry is a parameter; see [`learned_init`][jaxrnn.learned_init].
 
-    ``zero_carry`` (hence :func:`~jaxrnn.init_carry` and ``unroll(params, None, xs)``)
+    ``zero_carry`` (hence [`init_carry`][jaxrnn.init_carry] and ``unroll(params, None, xs)``)
     gives ``carry0`` broadcast to the batch shape instead of zeros.
     """
 
@@ -62,7 +62,7 @@ def learned_init(params: Any, carry0: Any = None) -> Any:
 
     Equivalent to replacing the zero state: ``unroll(params, None, xs)`` starts from
     ``carry0`` broadcast to the batch shape of ``xs``, and ``jax.grad`` with respect to
-    the params includes the gradient with respect to ``carry0``::
+    the params includes the gradient with respect to ``carry0``:
 
         carry = jax.tree.map(lambda c: jnp.broadcast_to(c, (*batch_shape, *c.shape)), carry0)
 
@@ -72,7 +72,7 @@ def learned_init(params: Any, carry0: Any = None) -> Any:
         ``init_carry(params, ())``; ``None`` starts from zeros.
 
     Returns:
-      ``params`` with each cell wrapped in a :class:`LearnedInit`.
+      ``params`` with each cell wrapped in a [`LearnedInit`][jaxrnn.LearnedInit].
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
@@ -96,7 +96,7 @@ def learned_init(params: Any, carry0: Any = None) -> Any:
 @params_class
 class CarryOutputs(Cell):
     """A cell whose output at each step is its whole new carry; see
-    :func:`with_carry_outputs`."""
+    [`with_carry_outputs`][jaxrnn.with_carry_outputs]."""
 
     cell: Any  # params of the wrapped cell (possibly LearnedInit or Regularized)
 
@@ -183,7 +183,7 @@ def with_carry_outputs(params: Any) -> CarryOutputs:
     ``unroll`` then returns ``(carry, carries)`` where ``carries`` has the carry's
     structure with a leading time axis: for an LSTM, ``carries.h[t]`` and
     ``carries.c[t]`` are ``h_t`` and ``c_t`` (the usual ``ys`` is ``carries.h``). Lengths
-    and ``reverse`` act as for ``ys``: steps ``t >= lengths`` hold zeros. Equivalent to::
+    and ``reverse`` act as for ``ys``: steps ``t >= lengths`` hold zeros. Equivalent to:
 
         carries = []
         for t in range(xs.shape[0]):
@@ -192,13 +192,13 @@ def with_carry_outputs(params: Any) -> CarryOutputs:
         return carry, jax.tree.map(lambda *c: jnp.stack(c), *carries)
 
     Args:
-      params: a cell, possibly wrapped by :func:`learned_init` or
-        :func:`~jaxrnn.regularize` (zoneout and recurrent dropout act as usual; output
+      params: a cell, possibly wrapped by [`learned_init`][jaxrnn.learned_init] or
+        [`regularize`][jaxrnn.regularize] (zoneout and recurrent dropout act as usual; output
         dropout, which acts on ``y``, does not apply to carries). Not a stack or a
         bidirectional pair: their outputs feed layers and must stay arrays.
 
     Returns:
-      A :class:`CarryOutputs` params pytree, with the cell's params as its leaves.
+      A [`CarryOutputs`][jaxrnn.CarryOutputs] params pytree, with the cell's params as its leaves.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
