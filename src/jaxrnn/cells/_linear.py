@@ -2,7 +2,7 @@
 
 Such a cell's step is ``h_t = a_t * h_{t-1} + b_t`` (elementwise), where ``a_t`` and
 ``b_t`` depend on the input ``x_t`` only. The sequential step below and the parallel
-scan of :mod:`jaxrnn.parallel` both use :meth:`LinearCell.linear_coefficients`, so the
+scan of [`jaxrnn.parallel`][jaxrnn.parallel] both use ``linear_coefficients``, so the
 two methods compute the same recurrence; only the order of the arithmetic differs.
 """
 
@@ -19,13 +19,13 @@ from jaxrnn.cells._base import Cell
 class LinearCell(Cell):
     """Interface of a cell that is linear in its state (minGRU, minLSTM, LRU).
 
-    .. math::
-
-        h_t = a_t \\odot h_{t-1} + b_t, \\qquad y_t = \\mathrm{readout}(h_t, p_t),
-        \\qquad (a_t, b_t) = \\mathrm{linear\\_coefficients}(p_t)
+    $$
+    h_t = a_t \\odot h_{t-1} + b_t, \\qquad y_t = \\mathrm{readout}(h_t, p_t),
+    \\qquad (a_t, b_t) = \\mathrm{linear\\_coefficients}(p_t)
+    $$
 
     with ``p_t = input_projection(x_t)``. The state ``h`` may be complex (LRU); the carry
-    is always a real pytree, converted by :meth:`state_from_carry` / :meth:`carry_from_state`.
+    is always a real pytree, converted by ``state_from_carry`` / ``carry_from_state``.
     """
 
     def linear_coefficients(self, projected: Any) -> tuple[jax.Array, jax.Array]:
