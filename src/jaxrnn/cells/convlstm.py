@@ -43,17 +43,19 @@ class ConvLSTMParams(Cell):
     The LSTM's matrix products become ``'SAME'`` convolutions (``*``) over the spatial
     dims, so input, state and output keep the spatial shape:
 
-    .. math::
-
-        [i, f, g, o] &= x_t * W_x + h_{t-1} * W_h + b \\\\
-        c_t &= \\sigma(f) \\odot c_{t-1} + \\sigma(i) \\odot \\tanh(g) \\\\
-        h_t &= \\sigma(o) \\odot \\tanh(c_t)
+    $$
+    \\begin{aligned}
+    [i, f, g, o] &= x_t * W_x + h_{t-1} * W_h + b \\\\
+    c_t &= \\sigma(f) \\odot c_{t-1} + \\sigma(i) \\odot \\tanh(g) \\\\
+    h_t &= \\sigma(o) \\odot \\tanh(c_t)
+    \\end{aligned}
+    $$
 
     and ``y_t = h_t``. Shapes: ``x (..., *spatial_shape, input_channels)``, ``h`` and
     ``c`` (and ``y``) ``(..., *spatial_shape, hidden_channels)``; the carry is an
-    :class:`~jaxrnn.LSTMState`. As in Flax's ``ConvLSTMCell`` and Keras' ``ConvLSTM2D``
+    [`LSTMState`][jaxrnn.LSTMState]. As in Flax's ``ConvLSTMCell`` and Keras' ``ConvLSTM2D``
     there are no peephole terms (Shi et al.'s ``W_c ⊙ c``). ``output_size`` is the number
-    of hidden channels: ``ys`` of :func:`~jaxrnn.unroll` has shape
+    of hidden channels: ``ys`` of [`unroll`][jaxrnn.unroll] has shape
     ``(time, ..., *spatial_shape, hidden_channels)``.
 
     Example:
