@@ -26,12 +26,14 @@ class GRUParams(Cell):
 
     With ``reset_after=True`` (PyTorch and cuDNN, the default):
 
-    .. math::
-
-        r &= \\sigma(x_t W_{xr} + b_{xr} + h_{t-1} W_{hr} + b_{hr}) \\\\
-        z &= \\sigma(x_t W_{xz} + b_{xz} + h_{t-1} W_{hz} + b_{hz}) \\\\
-        n &= \\tanh(x_t W_{xn} + b_{xn} + r \\odot (h_{t-1} W_{hn} + b_{hn})) \\\\
-        h_t &= (1 - z) \\odot n + z \\odot h_{t-1}
+    $$
+    \\begin{aligned}
+    r &= \\sigma(x_t W_{xr} + b_{xr} + h_{t-1} W_{hr} + b_{hr}) \\\\
+    z &= \\sigma(x_t W_{xz} + b_{xz} + h_{t-1} W_{hz} + b_{hz}) \\\\
+    n &= \\tanh(x_t W_{xn} + b_{xn} + r \\odot (h_{t-1} W_{hn} + b_{hn})) \\\\
+    h_t &= (1 - z) \\odot n + z \\odot h_{t-1}
+    \\end{aligned}
+    $$
 
     With ``reset_after=False`` (Cho et al. 2014) the reset gate acts before the matmul:
     ``n = tanh(x_t W_xn + b_xn + (r * h_{t-1}) W_hn + b_hn)``. Output ``y_t = h_t``.
