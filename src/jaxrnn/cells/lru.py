@@ -25,15 +25,18 @@ class LRUState(NamedTuple):
 class LRUParams(LinearCell):
     """Parameters of an LRU: a complex diagonal linear recurrence with a real readout.
 
-    .. math::
-
-        \\lambda &= \\exp(-\\exp(\\nu) + i \\exp(\\theta)) \\qquad (|\\lambda| < 1) \\\\
-        h_t &= \\lambda \\odot h_{t-1} + \\gamma \\odot (x_t B), \\qquad
-            \\gamma = \\exp(\\gamma_{\\log}) \\\\
-        y_t &= \\mathrm{Re}(h_t C) + D \\odot x_t
+    $$
+    \\begin{aligned}
+    \\lambda &= \\exp(-\\exp(\\nu) + i \\exp(\\theta)) \\qquad (|\\lambda| < 1) \\\\
+    h_t &= \\lambda \\odot h_{t-1} + \\gamma \\odot (x_t B), \\qquad
+        \\gamma = \\exp(\\gamma_{\\log}) \\\\
+    y_t &= \\mathrm{Re}(h_t C) + D \\odot x_t
+    \\end{aligned}
+    $$
 
     with ``B = B_re + i B_im``, ``C = C_re + i C_im``; the state ``h`` (size ``hidden_size``)
-    is complex and the carry holds it as :class:`LRUState` ``(re, im)``. As in the paper the
+    is complex and the carry holds it as [`LRUState`][jaxrnn.LRUState] ``(re, im)``. As in the
+    paper the
     output has the input's size (``D`` is a diagonal skip connection), so ``output_size ==
     input_size``. ``γ`` starts at ``sqrt(1 - |λ|²)``, which keeps ``E|h|²`` independent of
     ``|λ|`` for white-noise inputs, and is trained (log-parameterized) like ``ν`` and ``θ``.
