@@ -31,12 +31,14 @@ class LSTMState(NamedTuple):
 class LSTMParams(Cell):
     """Parameters of an LSTM cell, gates in PyTorch's order i, f, g, o.
 
-    .. math::
-
-        [i, f, g, o] &= x_t W_x + b_x + h_{t-1} W_h + b_h \\\\
-        c_t &= \\sigma(f) \\odot c_{t-1} + \\sigma(i) \\odot \\tanh(g) \\\\
-        h_t &= (\\sigma(o) \\odot \\tanh(c_t))\\, W_{proj} \\qquad (W_{proj} = I
-        \\text{ when there is no projection})
+    $$
+    \\begin{aligned}
+    [i, f, g, o] &= x_t W_x + b_x + h_{t-1} W_h + b_h \\\\
+    c_t &= \\sigma(f) \\odot c_{t-1} + \\sigma(i) \\odot \\tanh(g) \\\\
+    h_t &= (\\sigma(o) \\odot \\tanh(c_t))\\, W_{proj} \\qquad (W_{proj} = I
+    \\text{ when there is no projection})
+    \\end{aligned}
+    $$
 
     and ``y_t = h_t``. With a projection (PyTorch's ``proj_size``), ``h`` has size
     ``proj_size`` and ``c`` has size ``hidden_size``.
