@@ -24,16 +24,18 @@ def layer_norm(a: jax.Array, gain: jax.Array, epsilon: float) -> jax.Array:
 class LayerNormLSTMParams(Cell):
     """Parameters of a layer-normalized LSTM, gates in the order i, f, g, o.
 
-    .. math::
-
-        [i, f, g, o] &= \\mathrm{LN}(x_t W_x; \\gamma_x) + \\mathrm{LN}(h_{t-1} W_h;
-        \\gamma_h) + b \\\\
-        c_t &= \\sigma(f) \\odot c_{t-1} + \\sigma(i) \\odot \\tanh(g) \\\\
-        h_t &= \\sigma(o) \\odot \\tanh(\\mathrm{LN}(c_t; \\gamma_c) + \\beta_c)
+    $$
+    \\begin{aligned}
+    [i, f, g, o] &= \\mathrm{LN}(x_t W_x; \\gamma_x) + \\mathrm{LN}(h_{t-1} W_h;
+    \\gamma_h) + b \\\\
+    c_t &= \\sigma(f) \\odot c_{t-1} + \\sigma(i) \\odot \\tanh(g) \\\\
+    h_t &= \\sigma(o) \\odot \\tanh(\\mathrm{LN}(c_t; \\gamma_c) + \\beta_c)
+    \\end{aligned}
+    $$
 
     where ``LN(a; γ) = γ ⊙ (a - mean(a)) / sqrt(var(a) + ε)`` normalizes over the features
     (over all ``4 * hidden_size`` gate pre-activations together, as in the paper), and
-    ``y_t = h_t``. The carry is an :class:`~jaxrnn.LSTMState`; ``c_t`` itself is kept
+    ``y_t = h_t``. The carry is an [`LSTMState`][jaxrnn.LSTMState]; ``c_t`` itself is kept
     unnormalized. The two normalizations of the gates would each have a shift; they add
     up with ``b``, so ``b`` is their single learnable shift.
 
