@@ -16,11 +16,13 @@ from jaxrnn.cells._base import LECUN_NORMAL, ORTHOGONAL, Cell, Initializer, affi
 class MGUParams(Cell):
     """Parameters of a minimal gated unit, blocks in the order f, h̃.
 
-    .. math::
-
-        f_t &= \\sigma(x_t W_{xf} + h_{t-1} W_{hf} + b_f) \\\\
-        \\tilde h_t &= \\tanh(x_t W_{xh} + (f_t \\odot h_{t-1}) W_{hh} + b_h) \\\\
-        h_t &= (1 - f_t) \\odot h_{t-1} + f_t \\odot \\tilde h_t
+    $$
+    \\begin{aligned}
+    f_t &= \\sigma(x_t W_{xf} + h_{t-1} W_{hf} + b_f) \\\\
+    \\tilde h_t &= \\tanh(x_t W_{xh} + (f_t \\odot h_{t-1}) W_{hh} + b_h) \\\\
+    h_t &= (1 - f_t) \\odot h_{t-1} + f_t \\odot \\tilde h_t
+    \\end{aligned}
+    $$
 
     and ``y_t = h_t``. The single forget gate plays both GRU roles: it selects what of
     ``h_{t-1}`` the candidate reads, and how much of the state is replaced.
