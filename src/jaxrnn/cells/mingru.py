@@ -17,16 +17,18 @@ from jaxrnn.cells._linear import LinearCell, log_g
 class MinGRUParams(LinearCell):
     """Parameters of a minGRU cell: a GRU whose gates see the input only, blocks z, h̃.
 
-    .. math::
-
-        z_t &= \\sigma(x_t W_{xz} + b_{xz}) \\\\
-        \\tilde h_t &= g(x_t W_{xh} + b_{xh}), \\qquad
-            g(v) = \\begin{cases} v + 0.5 & v \\ge 0 \\\\ \\sigma(v) & v < 0 \\end{cases} \\\\
-        h_t &= (1 - z_t) \\odot h_{t-1} + z_t \\odot \\tilde h_t
+    $$
+    \\begin{aligned}
+    z_t &= \\sigma(x_t W_{xz} + b_{xz}) \\\\
+    \\tilde h_t &= g(x_t W_{xh} + b_{xh}), \\qquad
+        g(v) = \\begin{cases} v + 0.5 & v \\ge 0 \\\\ \\sigma(v) & v < 0 \\end{cases} \\\\
+    h_t &= (1 - z_t) \\odot h_{t-1} + z_t \\odot \\tilde h_t
+    \\end{aligned}
+    $$
 
     and ``y_t = h_t``. This is the paper's log-space version: ``g`` keeps ``h̃`` positive
     and the coefficients are computed as ``log(1 - z) = -softplus(k)``,
-    ``log z = -softplus(-k)``, ``log h̃ = log g(v)`` (:meth:`log_coefficients`), so that
+    ``log z = -softplus(-k)``, ``log h̃ = log g(v)`` (``log_coefficients``), so that
     neither saturates to an inexact 0 or 1. Because no gate reads ``h_{t-1}``, the step is
     ``h_t = a_t * h_{t-1} + b_t`` and ``unroll(..., method="parallel")`` applies.
     """
