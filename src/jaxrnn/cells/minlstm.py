@@ -17,16 +17,18 @@ from jaxrnn.cells._linear import LinearCell, log_g
 class MinLSTMParams(LinearCell):
     """Parameters of a minLSTM cell: input-only forget and input gates, normalized; blocks f, i, h̃.
 
-    .. math::
-
-        f_t &= \\sigma(x_t W_{xf} + b_{xf}), \\qquad i_t = \\sigma(x_t W_{xi} + b_{xi}) \\\\
-        f'_t &= \\frac{f_t}{f_t + i_t}, \\qquad i'_t = \\frac{i_t}{f_t + i_t} \\\\
-        \\tilde h_t &= g(x_t W_{xh} + b_{xh}) \\qquad (g \\text{ as in minGRU}) \\\\
-        h_t &= f'_t \\odot h_{t-1} + i'_t \\odot \\tilde h_t
+    $$
+    \\begin{aligned}
+    f_t &= \\sigma(x_t W_{xf} + b_{xf}), \\qquad i_t = \\sigma(x_t W_{xi} + b_{xi}) \\\\
+    f'_t &= \\frac{f_t}{f_t + i_t}, \\qquad i'_t = \\frac{i_t}{f_t + i_t} \\\\
+    \\tilde h_t &= g(x_t W_{xh} + b_{xh}) \\qquad (g \\text{ as in minGRU}) \\\\
+    h_t &= f'_t \\odot h_{t-1} + i'_t \\odot \\tilde h_t
+    \\end{aligned}
+    $$
 
     and ``y_t = h_t``. Normalizing makes ``f' + i' = 1``, so the state is a convex mix and
     stays on the scale of ``h̃`` (time-independent, as in the paper). In log space
-    (:meth:`log_coefficients`) with ``d = softplus(-k_f) - softplus(-k_i)``:
+    (``log_coefficients``) with ``d = softplus(-k_f) - softplus(-k_i)``:
     ``log f' = -softplus(d)`` and ``log i' = -softplus(-d)``.
     """
 
