@@ -27,9 +27,9 @@ ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 class RNNParams(Cell):
     """Parameters of an Elman RNN cell.
 
-    .. math::
-
-        h_t = \\mathrm{act}(x_t W_x + b_x + h_{t-1} W_h + b_h), \\qquad y_t = h_t
+    $$
+    h_t = \\mathrm{act}(x_t W_x + b_x + h_{t-1} W_h + b_h), \\qquad y_t = h_t
+    $$
 
     with ``act`` = ``tanh`` or ``relu``. Two biases, as in PyTorch, so that weights
     round-trip exactly.
