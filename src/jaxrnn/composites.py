@@ -2,7 +2,7 @@
 
 A composite has the same structural interface as a cell (``input_shape``, ``output_size``,
 ``zero_carry``), so composites nest: a stack of bidirectional layers, or a bidirectional
-pair of stacks. How they run over time lives in :mod:`jaxrnn.unrolling`.
+pair of stacks. How they run over time lives in ``jaxrnn.unrolling``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class BidirectionalState(NamedTuple):
 class Bidirectional:
     """A forward and a backward RNN over the same inputs, outputs merged per step.
 
-    See :func:`bidirectional`.
+    See [`bidirectional`][jaxrnn.bidirectional].
     """
 
     forward: Any  # params of the forward direction
@@ -64,7 +64,7 @@ class Bidirectional:
 class Stack:
     """Layers run one after the other over time, each layer's ``ys`` the next one's ``xs``.
 
-    See :func:`stack`.
+    See [`stack`][jaxrnn.stack].
     """
 
     layers: tuple[Any, ...]  # params of each layer, bottom first
@@ -86,7 +86,7 @@ def bidirectional(forward: Any, backward: Any, *, merge: str = "concat") -> Bidi
     """Run ``forward`` over the sequence and ``backward`` over it reversed; merge outputs.
 
     At every step ``t`` (with ``ys_b`` aligned to input positions, see ``unroll``'s
-    ``reverse``)::
+    ``reverse``):
 
         carry_f, ys_f = unroll(forward, carry.forward, xs, lengths=lengths)
         carry_b, ys_b = unroll(backward, carry.backward, xs, lengths=lengths, reverse=True)
@@ -99,7 +99,7 @@ def bidirectional(forward: Any, backward: Any, *, merge: str = "concat") -> Bidi
       merge: ``"concat"`` (output size doubles), ``"sum"`` or ``"mean"`` (sizes must match).
 
     Returns:
-      A :class:`Bidirectional` params pytree.
+      A [`Bidirectional`][jaxrnn.Bidirectional] params pytree.
 
     Example:
       >>> import jax, jaxrnn
@@ -133,7 +133,7 @@ def bidirectional(forward: Any, backward: Any, *, merge: str = "concat") -> Bidi
 def stack(layers: Sequence[Any], *, dropout: float = 0.0) -> Stack:
     """Stack layers: each layer runs over the whole sequence, feeding the next.
 
-    Equivalent to::
+    Equivalent to:
 
         new_carry = []
         for i, layer in enumerate(layers):
@@ -150,7 +150,7 @@ def stack(layers: Sequence[Any], *, dropout: float = 0.0) -> Stack:
         when ``unroll`` gets a ``key``.
 
     Returns:
-      A :class:`Stack` params pytree; its carry is a tuple with one carry per layer.
+      A [`Stack`][jaxrnn.Stack] params pytree; its carry is a tuple with one carry per layer.
 
     Example:
       >>> import jax, jaxrnn
