@@ -3,7 +3,7 @@
 Run ``python -m jaxrnn.demo`` (``--help`` lists the options). The corpus is the help-topics
 text that ships with every Python (``pydoc_data.topics``), so nothing is downloaded.
 
-The model, written out with jaxrnn's core functions::
+The model, written out with jaxrnn's core functions:
 
     xs = embedding[chars]                          # (time, batch, embed_size)
     _, hs = unroll(lstm, None, xs)                 # (time, batch, hidden_size)
@@ -11,7 +11,7 @@ The model, written out with jaxrnn's core functions::
     loss = cross_entropy(logits[t], chars[t + 1])  # predict the next character
 
 Training is ``jax.grad`` of that loss (backpropagation through time) and an optax update;
-generation steps the LSTM one character at a time with :func:`jaxrnn.cell_step`.
+generation steps the LSTM one character at a time with [`cell_step`][jaxrnn.cell_step].
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ BITS_PER_NAT = 1 / math.log(2)  # a loss in nats (natural log) times this is in 
 
 
 class Result(NamedTuple):
-    """What :func:`main` returns: held-out losses (bits per character) and the sample."""
+    """What ``main`` returns: held-out losses (bits per character) and the sample."""
 
     initial_bits: float
     final_bits: float
