@@ -9,7 +9,9 @@ import jax.numpy as jnp
 def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:
     """Inverted dropout: zero each element with probability ``rate``, scale the rest.
 
-    .. math:: y = x \\odot m / (1 - p), \\qquad m_i \\sim \\mathrm{Bernoulli}(1 - p)
+    $$
+    y = x \\odot m / (1 - p), \\qquad m_i \\sim \\mathrm{Bernoulli}(1 - p)
+    $$
 
     Args:
       key: a JAX PRNG key.
