@@ -1,6 +1,6 @@
 """One-to-many generation: feed each step's output back as the next input.
 
-Generation is :func:`~jaxrnn.cell_step` in a ``lax.scan`` whose input at step ``t + 1``
+Generation is [`cell_step`][jaxrnn.cell_step] in a ``lax.scan`` whose input at step ``t + 1``
 is made from the output at step ``t``. The three choices a user makes are functions:
 
 - ``readout``: the cell output ``y_t`` to scores (logits, or a prediction);
@@ -73,7 +73,7 @@ def generate(
 ) -> tuple[Any, jax.Array]:
     """Run ``params`` for ``num_steps``, each step's chosen output becoming the next input.
 
-    Equivalent to this loop (without ``end_token``)::
+    Equivalent to this loop (without ``end_token``):
 
         x = first_input
         for t in range(num_steps):
@@ -87,7 +87,7 @@ def generate(
     and keeps its carry for every later step.
 
     Args:
-      params: a cell or a :func:`~jaxrnn.stack` of unidirectional layers.
+      params: a cell or a [`stack`][jaxrnn.stack] of unidirectional layers.
       carry: the starting state (e.g. an encoder's final state, or a state after a
         prompt), or ``None`` for the zero state.
       first_input: ``x_0`` of shape ``(*batch, input_size)``, e.g. the embedding of a
@@ -191,11 +191,13 @@ def generate(
 def decoded_lengths(tokens: ArrayLike, end_token: int) -> jax.Array:
     """Length of each generated sequence: up to and including its first ``end_token``.
 
-    .. math:: \\mathrm{length}_b = \\min(\\{t + 1 : \\mathrm{tokens}_{t,b} = \\mathrm{end}\\}
-              \\cup \\{T\\})
+    $$
+    \\mathrm{length}_b = \\min(\\{t + 1 : \\mathrm{tokens}_{t,b} = \\mathrm{end}\\}
+    \\cup \\{T\\})
+    $$
 
     Args:
-      tokens: ``(time, *batch)`` integer outputs of :func:`generate`.
+      tokens: ``(time, *batch)`` integer outputs of [`generate`][jaxrnn.generate].
       end_token: the end token.
 
     Returns:
