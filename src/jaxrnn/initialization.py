@@ -42,24 +42,24 @@ def init_params(
     Cells (equations in each params type's docstring):
 
     - ``"rnn"``: Elman, ``h' = act(x W_x + b_x + h W_h + b_h)``; option ``activation``
-      (``"tanh"`` or ``"relu"``). Params :class:`~jaxrnn.RNNParams`.
+      (``"tanh"`` or ``"relu"``). Params [`RNNParams`][jaxrnn.RNNParams].
     - ``"lstm"``: gates i, f, g, o; ``c' = f*c + i*g``, ``h' = o*tanh(c')``; options
       ``proj_size`` (PyTorch's projection), ``forget_bias`` (default 1.0, added to
-      ``b_x``'s forget gate). Params :class:`~jaxrnn.LSTMParams`.
+      ``b_x``'s forget gate). Params [`LSTMParams`][jaxrnn.LSTMParams].
     - ``"gru"``: gates r, z, n; ``n = tanh(x W_xn + b_xn + r*(h W_hn + b_hn))``,
       ``h' = (1-z)*n + z*h``; option ``reset_after`` (default ``True``, PyTorch/cuDNN;
       ``False`` is Cho et al. 2014, ``n = tanh(x W_xn + b_xn + (r*h) W_hn + b_hn)``).
-      Params :class:`~jaxrnn.GRUParams`.
+      Params [`GRUParams`][jaxrnn.GRUParams].
     - ``"lstm_ln"``: layer-normalized LSTM (Ba et al. 2016), ``LN`` on the input and
       recurrent gate pre-activations and on ``c'`` before ``tanh``; options
-      ``forget_bias``, ``epsilon``. Params :class:`~jaxrnn.LayerNormLSTMParams`.
+      ``forget_bias``, ``epsilon``. Params [`LayerNormLSTMParams`][jaxrnn.LayerNormLSTMParams].
     - ``"mgu"``: minimal gated unit (Zhou et al. 2016), ``f = σ(x W_xf + h W_hf + b_f)``,
-      ``h' = (1-f)*h + f*tanh(x W_xh + (f*h) W_hh + b_h)``. Params :class:`~jaxrnn.MGUParams`.
+      ``h' = (1-f)*h + f*tanh(x W_xh + (f*h) W_hh + b_h)``. Params [`MGUParams`][jaxrnn.MGUParams].
     - ``"convlstm"``: convolutional LSTM (Shi et al. 2015): ``input_size`` and
       ``hidden_size`` count channels, inputs are ``(..., *spatial_shape, input_size)``;
       options ``spatial_shape`` (required, e.g. ``(height, width)``), ``kernel_size``
       (default 3), ``forget_bias``; both kernels default to ``lecun_normal()`` (as Flax).
-      Params :class:`~jaxrnn.ConvLSTMParams`.
+      Params [`ConvLSTMParams`][jaxrnn.ConvLSTMParams].
 
     Options for every cell: ``bias`` (default ``True``), ``kernel_init`` (input weights,
     default ``lecun_normal()``), ``recurrent_init`` (default ``orthogonal()``, applied per
@@ -71,16 +71,16 @@ def init_params(
       cell: a cell name above (a key of ``jaxrnn.cells.CELL_INITS``).
       input_size: features of each input step.
       hidden_size: state size of each layer (and direction).
-      num_layers: ``> 1`` returns a :func:`~jaxrnn.stack`; layers after the first take
+      num_layers: ``> 1`` returns a [`stack`][jaxrnn.stack]; layers after the first take
         the previous layer's output size as input size.
-      bidirectional: make each layer a :func:`~jaxrnn.bidirectional` pair (concat merge).
+      bidirectional: make each layer a [`bidirectional`][jaxrnn.bidirectional] pair (concat merge).
       dropout: rate of dropout between layers (as PyTorch's ``dropout``), applied only
         when ``unroll`` gets a key.
       **cell_options: the cell's options above.
 
     Returns:
-      Params: a cell's params type, a :class:`~jaxrnn.Bidirectional`, or a
-      :class:`~jaxrnn.Stack` when ``num_layers > 1``.
+      Params: a cell's params type, a [`Bidirectional`][jaxrnn.Bidirectional], or a
+      [`Stack`][jaxrnn.Stack] when ``num_layers > 1``.
 
     Example:
       >>> import jax, jaxrnn
