@@ -2,12 +2,15 @@
 
 Two directions:
 
-- **jaxrnn inside Flax**: :class:`RNN` (an ``nnx.Module``) and :class:`LinenRNN` (a
-  ``linen.Module``) hold jaxrnn params as Flax params and call :func:`~jaxrnn.unroll`,
+- **jaxrnn inside Flax**: [`RNN`][jaxrnn.interop.flax.RNN] (an ``nnx.Module``) and
+[`LinenRNN`][jaxrnn.interop.flax.LinenRNN] (a
+  ``linen.Module``) hold jaxrnn params as Flax params and call [`unroll`][jaxrnn.unroll],
   so a jaxrnn layer drops into a Flax model, its optimizer and its checkpoints.
-- **Flax's cells as jaxrnn params**: :func:`from_flax` / :func:`to_flax` convert the
+- **Flax's cells as jaxrnn params**: [`from_flax`][jaxrnn.interop.flax.from_flax] /
+[`to_flax`][jaxrnn.interop.flax.to_flax] convert the
   weights of ``LSTMCell``, ``OptimizedLSTMCell`` and ``GRUCell``, from ``flax.linen`` and
-  from ``flax.nnx``; :func:`carry_from_flax` / :func:`carry_to_flax` convert the carry
+  from ``flax.nnx``; [`carry_from_flax`][jaxrnn.interop.flax.carry_from_flax] /
+  [`carry_to_flax`][jaxrnn.interop.flax.carry_to_flax] convert the carry
   (Flax's LSTM carry is the tuple ``(c, h)``; jaxrnn's is ``LSTMState(h, c)``).
 
 Weight layouts (Flax computes ``x @ kernel``, as jaxrnn does, gates in the same order):
@@ -31,9 +34,11 @@ Flax's GRU is jaxrnn's (and PyTorch's) ``reset_after=True`` GRU,
 exactly. The other way, jaxrnn's two biases are summed where Flax keeps one (exact up to
 one float rounding of ``b_x + b_h``), and some jaxrnn params have no Flax form:
 an LSTM with a projection, a GRU with ``reset_after=False``, and for nnx's ``GRUCell``
-(which has no ``b_hn``) a GRU whose ``b_h``'s n-gate part is not zero. :func:`to_flax`
+(which has no ``b_hn``) a GRU whose ``b_h``'s n-gate part is not zero.
+[`to_flax`][jaxrnn.interop.flax.to_flax]
 raises a ``ValueError`` for those. Flax cells built with a ``gate_fn`` or
-``activation_fn`` other than sigmoid and tanh compute something else; :func:`from_flax`
+``activation_fn`` other than sigmoid and tanh compute something else;
+[`from_flax`][jaxrnn.interop.flax.from_flax]
 checks this on nnx modules (a linen params dict does not record it).
 """
 
@@ -136,7 +141,7 @@ def from_flax(variables: Any) -> LSTMParams | GRUParams:
         cell module, or its ``nnx.state(cell, nnx.Param)``.
 
     Returns:
-      :class:`~jaxrnn.LSTMParams` or :class:`~jaxrnn.GRUParams` (``reset_after=True``).
+      [`LSTMParams`][jaxrnn.LSTMParams] or [`GRUParams`][jaxrnn.GRUParams] (``reset_after=True``).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -193,7 +198,7 @@ def to_flax(params: LSTMParams | GRUParams, cell: Any) -> dict[str, Any]:
     float rounding. Runs eagerly (it reads bias values for the nnx ``GRUCell`` check).
 
     Args:
-      params: :class:`~jaxrnn.LSTMParams` (no projection) or :class:`~jaxrnn.GRUParams`
+      params: [`LSTMParams`][jaxrnn.LSTMParams] (no projection) or [`GRUParams`][jaxrnn.GRUParams]
         (``reset_after=True``).
       cell: the Flax cell class or instance, e.g. ``flax.linen.LSTMCell`` or an
         ``nnx.GRUCell``.
@@ -328,7 +333,7 @@ class RNN(nnx.Module):
 
     Args:
       params: any jaxrnn params: ``init_params(rngs.params(), ...)``, ``from_torch(...)``,
-        ``from_flax(...)``, a :func:`~jaxrnn.stack` ...
+        ``from_flax(...)``, a [`stack`][jaxrnn.stack] ...
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
@@ -361,7 +366,7 @@ class RNN(nnx.Module):
         unroll: int | bool = 1,
         remat: bool = False,
     ) -> tuple[Any, jax.Array]:
-        """``unroll(self.jaxrnn_params, carry, xs, ...)``; see :func:`jaxrnn.unroll`."""
+        """``unroll(self.jaxrnn_params, carry, xs, ...)``; see [`unroll`][jaxrnn.unroll]."""
         return _unroll(
             self.jaxrnn_params,
             carry,
@@ -377,15 +382,15 @@ class RNN(nnx.Module):
 class LinenRNN(linen.Module):
     """A jaxrnn RNN as a Flax linen module: its params are one ``"rnn"`` entry.
 
-    ``init`` creates the params with :func:`~jaxrnn.init_params` (``input_size`` from
+    ``init`` creates the params with [`init_params`][jaxrnn.init_params] (``input_size`` from
     ``xs``), so the params collection's ``"rnn"`` entry is a jaxrnn params pytree (e.g.
-    :class:`~jaxrnn.LSTMParams`); ``apply`` runs :func:`~jaxrnn.unroll` and returns
+    [`LSTMParams`][jaxrnn.LSTMParams]); ``apply`` runs [`unroll`][jaxrnn.unroll] and returns
     ``(carry, ys)``.
 
     Attributes:
       cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
       hidden_size: state size of each layer (and direction).
-      num_layers, bidirectional, dropout: as in :func:`~jaxrnn.init_params`.
+      num_layers, bidirectional, dropout: as in [`init_params`][jaxrnn.init_params].
       cell_options: the cell's options as a dict, e.g. ``{"proj_size": 4}``.
 
     Example:
