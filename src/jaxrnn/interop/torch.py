@@ -69,7 +69,7 @@ def from_torch(module: Any) -> Any:
     """Params equal to a PyTorch recurrent module's weights.
 
     A layered module (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``, even with one layer) becomes a
-    :class:`~jaxrnn.Stack` of layers, each a cell or a :class:`~jaxrnn.Bidirectional`
+    [`Stack`][jaxrnn.Stack] of layers, each a cell or a [`Bidirectional`][jaxrnn.Bidirectional]
     pair, with the module's ``dropout``; a cell module (``nn.RNNCell``, ``nn.LSTMCell``,
     ``nn.GRUCell``) becomes a bare cell. ``nonlinearity``, ``bias`` and LSTM
     ``proj_size`` carry over. ``to_torch(from_torch(m))`` gives back ``m.state_dict()``.
@@ -134,14 +134,15 @@ def _cell_to_arrays(cell: Any, suffix: str, where: str) -> dict[str, np.ndarray]
 def to_torch(params: Any) -> dict[str, np.ndarray]:
     """Arrays named and shaped like the PyTorch module's ``state_dict()``.
 
-    A :class:`~jaxrnn.Stack` maps to a layered module (``weight_ih_l0``,
-    ``weight_hh_l0_reverse``, ...), a bare :class:`~jaxrnn.Bidirectional` to a one-layer
+    A [`Stack`][jaxrnn.Stack] maps to a layered module (``weight_ih_l0``,
+    ``weight_hh_l0_reverse``, ...), a bare [`Bidirectional`][jaxrnn.Bidirectional] to a one-layer
     layered module, a bare cell to a ``*Cell`` module (``weight_ih``, ...). Works on
     gradient pytrees too (they have the params' types), so gradients compare key by key.
     Load the result with ``module.load_state_dict({k: torch.from_numpy(v) ...})``.
 
     Args:
-      params: params from :func:`from_torch` or :func:`~jaxrnn.init_params` (GRU with
+      params: params from [`from_torch`][jaxrnn.interop.torch.from_torch] or
+        [`init_params`][jaxrnn.init_params] (GRU with
         ``reset_after=True``; an LSTM projection only inside a layered module).
 
     Returns:
@@ -219,7 +220,7 @@ def carry_to_torch(params: Any, carry: Any) -> tuple[jax.Array, ...]:
 
 def carry_from_torch(params: Any, h0: Any, c0: Any = None) -> Any:
     """A jaxrnn carry from PyTorch's ``h_0`` (and ``c_0``), the inverse of
-    :func:`carry_to_torch`.
+    [`carry_to_torch`][jaxrnn.interop.torch.carry_to_torch].
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
@@ -289,7 +290,7 @@ def from_state_dict(
     """Params from a PyTorch RNN's ``state_dict`` (tensors or NumPy arrays), without torch.
 
     The structure is read from the names, as ``from_torch`` reads it from the module:
-    ``weight_ih_l{k}[_reverse]`` names give a :class:`~jaxrnn.Stack` of ``k + 1`` layers
+    ``weight_ih_l{k}[_reverse]`` names give a [`Stack`][jaxrnn.Stack] of ``k + 1`` layers
     (bidirectional when ``_reverse`` names exist), bare ``weight_ih`` names give a cell
     (``nn.LSTMCell`` etc.). The cell type follows from ``weight_hh``'s shape
     ``(gates * hidden, hidden)``: 4 gates LSTM, 3 GRU, 1 RNN (``weight_hr`` means an LSTM
