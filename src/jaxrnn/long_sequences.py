@@ -10,13 +10,15 @@ the *state* flows from chunk to chunk, but the *gradient* stops at each chunk's 
         (loss, carry), grads = value_and_grad(loss_fn, has_aux=True)(params, carry, chunk)
 
 Memory is that of one chunk, and no gradient spans more than ``k`` steps.
-:func:`truncated_bptt` runs this loop as one ``lax.scan`` and sums the gradients (one
+[`truncated_bptt`][jaxrnn.truncated_bptt] runs this loop as one ``lax.scan`` and sums the gradients
+(one
 update per sequence); to update after every chunk, call a train step per chunk instead
-(see :func:`jaxrnn.training.make_train_step` with ``has_aux=True``).
+(see [`make_train_step`][jaxrnn.make_train_step] with ``has_aux=True``).
 
 **Streaming.** A model that reads an endless stream (or many streams in a batch) keeps
 its carry between calls; when stream ``b`` starts a new sequence, its carry alone is reset
-(:func:`reset_carry`). Within a chunk, :func:`unroll_with_resets` resets at given steps,
+([`reset_carry`][jaxrnn.reset_carry]). Within a chunk,
+[`unroll_with_resets`][jaxrnn.unroll_with_resets] resets at given steps,
 like Haiku's ``ResetCore``.
 """
 
@@ -44,7 +46,9 @@ __all__ = [
 def split_chunks(xs: Any, chunk_size: int) -> Any:
     """Cut time-major sequences into consecutive chunks of ``chunk_size`` steps.
 
-    .. math:: \\mathrm{chunks}[i, t] = xs[i \\cdot k + t], \\qquad 0 \\le t < k
+    $$
+    \\mathrm{chunks}[i, t] = xs[i \\cdot k + t], \\qquad 0 \\le t < k
+    $$
 
     Args:
       xs: an array ``(time, ...)`` or a pytree of them (inputs and targets together),
@@ -82,7 +86,9 @@ def split_chunks(xs: Any, chunk_size: int) -> Any:
 def chunk_lengths(lengths: ArrayLike, num_chunks: int, chunk_size: int) -> jax.Array:
     """Valid steps of each sequence within each chunk, for masking chunk by chunk.
 
-    .. math:: \\mathrm{lengths}_{i,b} = \\min(k, \\max(0, \\mathrm{lengths}_b - i k))
+    $$
+    \\mathrm{lengths}_{i,b} = \\min(k, \\max(0, \\mathrm{lengths}_b - i k))
+    $$
 
     Args:
       lengths: integer ``batch`` shape: valid steps of each whole sequence.
@@ -116,13 +122,13 @@ def truncated_bptt(
 
     With chunk losses ``L_i`` and carries ``s_i`` (``s_0 = carry``):
 
-    .. math::
-
-        (L_i, s_{i+1}) = \\mathrm{loss\\_fn}(\\theta, \\mathrm{sg}(s_i), \\mathrm{chunk}_i),
-        \\qquad g = \\sum_i \\frac{\\partial L_i}{\\partial \\theta}
+    $$
+    (L_i, s_{i+1}) = \\mathrm{loss\\_fn}(\\theta, \\mathrm{sg}(s_i), \\mathrm{chunk}_i),
+    \\qquad g = \\sum_i \\frac{\\partial L_i}{\\partial \\theta}
+    $$
 
     where ``sg`` is ``jax.lax.stop_gradient``: the gradient of ``L_i`` sees only the steps
-    of chunk ``i``. Equivalent to::
+    of chunk ``i``. Equivalent to:
 
         grads = zeros_like(params); losses = []
         for chunk in chunks:                       # iterate over the leading axis
@@ -133,7 +139,7 @@ def truncated_bptt(
 
     Args:
       loss_fn: ``loss_fn(params, carry, chunk) -> (loss, carry)``: run the model over one
-        chunk from ``carry`` (e.g. with :func:`~jaxrnn.unroll`) and return the chunk's
+        chunk from ``carry`` (e.g. with [`unroll`][jaxrnn.unroll]) and return the chunk's
         scalar loss and final carry.
       params: the parameters to differentiate.
       carry: the state before the first chunk (e.g. ``init_carry(params, (batch,))``).
@@ -180,8 +186,12 @@ def _where_batch(mask: jax.Array, on_true: Any, on_false: Any) -> Any:
 def reset_carry(params: Any, carry: Any, reset_mask: ArrayLike, initial: Any | None = None) -> Any:
     """Reset the carries of the sequences flagged in ``reset_mask``; keep the others.
 
-    .. math:: s_b \\leftarrow \\begin{cases} s^{init}_b & \\text{if reset}_b \\\\
-              s_b & \\text{otherwise} \\end{cases}
+    $$
+    \\begin{aligned}
+    s_b \\leftarrow \\begin{cases} s^{init}_b & \\text{if reset}_b \\\\
+    s_b & \\text{otherwise} \\end{cases}
+    \\end{aligned}
+    $$
 
     The building block of stateful (streaming) RNNs: call ``unroll`` chunk after chunk,
     passing the returned carry back in, and reset a stream's carry when its sequence
@@ -229,7 +239,7 @@ def unroll_with_resets(
     """Unroll, resetting sequence ``b``'s carry right before each step ``t`` with
     ``resets[t, b]``: many back-to-back sequences in one stream.
 
-    Equivalent to::
+    Equivalent to:
 
         for t in range(time):
             carry = reset_carry(params, carry, resets[t], initial)
@@ -243,7 +253,7 @@ def unroll_with_resets(
       initial: the state to reset to (``None``: zeros).
 
     Returns:
-      ``(carry, ys)`` as :func:`~jaxrnn.unroll`.
+      ``(carry, ys)`` as [`unroll`][jaxrnn.unroll].
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
