@@ -40,11 +40,11 @@ def masked_reduce(
 ) -> jax.Array:
     """Mask per-step losses by ``lengths`` and reduce them.
 
-    .. math::
-
-        m_{t,b} = [t < \\mathrm{lengths}_b], \\qquad
-        \\text{sum} = \\sum_{t,b} m_{t,b}\\, \\ell_{t,b}, \\qquad
-        \\text{mean} = \\frac{\\sum_{t,b} m_{t,b}\\, \\ell_{t,b}}{\\max(1, \\sum_{t,b} m_{t,b})}
+    $$
+    m_{t,b} = [t < \\mathrm{lengths}_b], \\qquad
+    \\text{sum} = \\sum_{t,b} m_{t,b}\\, \\ell_{t,b}, \\qquad
+    \\text{mean} = \\frac{\\sum_{t,b} m_{t,b}\\, \\ell_{t,b}}{\\max(1, \\sum_{t,b} m_{t,b})}
+    $$
 
     Args:
       per_step: losses ``(time, *batch)``.
@@ -124,11 +124,11 @@ def sequence_binary_cross_entropy(
     With ``p = sigmoid(logits)`` (computed stably by
     ``optax.losses.sigmoid_binary_cross_entropy``):
 
-    .. math::
-
-        \\ell_{t,b} = -\\sum_k \\big[ y_{t,b,k} \\log p_{t,b,k}
-                      + (1 - y_{t,b,k}) \\log (1 - p_{t,b,k}) \\big],
-        \\qquad L = \\sum_b \\sum_{t < \\mathrm{lengths}_b} \\ell_{t,b}
+    $$
+    \\ell_{t,b} = -\\sum_k \\big[ y_{t,b,k} \\log p_{t,b,k}
+                  + (1 - y_{t,b,k}) \\log (1 - p_{t,b,k}) \\big],
+    \\qquad L = \\sum_b \\sum_{t < \\mathrm{lengths}_b} \\ell_{t,b}
+    $$
 
     The default ``reduction="sum"`` is the classic BPTT loss ``L = sum_t L_t``.
 
@@ -138,7 +138,7 @@ def sequence_binary_cross_entropy(
       labels: same shape, targets in ``[0, 1]``.
       lengths: integer ``batch`` shape; steps ``t >= lengths`` are ignored.
       reduction: ``"sum"``, ``"mean"`` (over valid steps) or ``"none"`` (see
-        :func:`masked_reduce`).
+        [`masked_reduce`][jaxrnn.masked_reduce]).
 
     Returns:
       A scalar, or ``(time, *batch)`` per-step losses for ``"none"``.
@@ -171,8 +171,10 @@ def sequence_softmax_cross_entropy(
 
     Computed by ``optax.losses.softmax_cross_entropy_with_integer_labels``:
 
-    .. math:: \\ell_{t,b} = -\\log \\mathrm{softmax}(z_{t,b})_{y_{t,b}}
-              = \\log \\sum_k e^{z_{t,b,k}} - z_{t,b,y_{t,b}}
+    $$
+    \\ell_{t,b} = -\\log \\mathrm{softmax}(z_{t,b})_{y_{t,b}}
+    = \\log \\sum_k e^{z_{t,b,k}} - z_{t,b,y_{t,b}}
+    $$
 
     Padded labels may hold anything in ``[0, num_classes)`` (e.g. a padding token): they
     are masked out.
@@ -222,7 +224,9 @@ def sequence_mean_squared_error(
 
     Computed by ``optax.losses.squared_error``:
 
-    .. math:: \\ell_{t,b} = \\frac{1}{K} \\sum_{k=1}^{K} (\\hat y_{t,b,k} - y_{t,b,k})^2
+    $$
+    \\ell_{t,b} = \\frac{1}{K} \\sum_{k=1}^{K} (\\hat y_{t,b,k} - y_{t,b,k})^2
+    $$
 
     so ``reduction="mean"`` is the mean squared error over every valid element.
 
