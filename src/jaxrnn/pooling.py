@@ -3,11 +3,13 @@
 A classifier over sequences (sentiment, digits read row by row) needs one vector per
 sequence. The choices, each over *valid* steps only (``t < lengths[b]``):
 
-- :func:`final_hidden`: the top layer's ``h`` in the carry returned by ``unroll`` (with
+- [`final_hidden`][jaxrnn.final_hidden]: the top layer's ``h`` in the carry returned by ``unroll``
+(with
   ``lengths``, that is the state after each sequence's last valid step; for a
   bidirectional layer, the backward direction's state after reading the whole sequence);
-- :func:`pool_last`: ``ys[lengths - 1]``, the last valid output;
-- :func:`pool_mean` and :func:`pool_max`: the average and the maximum over valid steps.
+- [`pool_last`][jaxrnn.pool_last]: ``ys[lengths - 1]``, the last valid output;
+- [`pool_mean`][jaxrnn.pool_mean] and [`pool_max`][jaxrnn.pool_max]: the average and the maximum
+over valid steps.
 
 Padding never reaches the result or its gradient: ``unroll`` already gives zeros at
 padding, but these functions do not rely on it, so they also work on any ``ys``.
@@ -48,15 +50,15 @@ def final_hidden(carry: Any, *, merge: str = "concat") -> jax.Array:
 
     Reads the carry's structure: an array is ``h`` itself (``"rnn"``, ``"gru"``); a carry
     with a field ``h`` (``LSTMState``) gives that field; a stack's tuple gives its last
-    layer's; a :class:`~jaxrnn.BidirectionalState` merges both directions' ``h``, like
-    PyTorch's ``h_n[-2:]``::
+    layer's; a [`BidirectionalState`][jaxrnn.BidirectionalState] merges both directions' ``h``, like
+    PyTorch's ``h_n[-2:]``:
 
         h = carry[-1] if stacked else carry             # top layer
         h = merge(h.forward.h, h.backward.h)            # if bidirectional
         h = h.h if isinstance(h, LSTMState) else h
 
     Args:
-      carry: the final carry of :func:`~jaxrnn.unroll`.
+      carry: the final carry of [`unroll`][jaxrnn.unroll].
       merge: for a bidirectional top layer: ``"concat"`` (forward first), ``"sum"`` or
         ``"mean"``.
 
@@ -102,12 +104,14 @@ def _check_ys(where: str, ys: Any, lengths: Any) -> tuple[jax.Array, jax.Array]:
 def pool_last(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
     """The last valid output of each sequence: ``ys[lengths[b] - 1, b]``.
 
-    .. math:: \\mathrm{last}_b = y_{\\,\\mathrm{lengths}_b - 1,\\; b}
-              \\qquad (0 \\text{ when } \\mathrm{lengths}_b = 0)
+    $$
+    \\mathrm{last}_b = y_{\\,\\mathrm{lengths}_b - 1,\\; b}
+    \\qquad (0 \\text{ when } \\mathrm{lengths}_b = 0)
+    $$
 
-    For a unidirectional RNN this is the same as :func:`final_hidden` of the carry;
+    For a unidirectional RNN this is the same as [`final_hidden`][jaxrnn.final_hidden] of the carry;
     for a bidirectional one it is not (the backward half of ``ys[lengths - 1]`` has read
-    only one step), so prefer :func:`final_hidden` there.
+    only one step), so prefer [`final_hidden`][jaxrnn.final_hidden] there.
 
     Args:
       ys: outputs ``(time, *batch, ...)``.
@@ -136,8 +140,10 @@ def pool_last(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
 def pool_mean(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
     """The average of each sequence's valid outputs.
 
-    .. math:: \\mathrm{mean}_b = \\frac{1}{\\max(1, \\mathrm{lengths}_b)}
-              \\sum_{t < \\mathrm{lengths}_b} y_{t,b}
+    $$
+    \\mathrm{mean}_b = \\frac{1}{\\max(1, \\mathrm{lengths}_b)}
+    \\sum_{t < \\mathrm{lengths}_b} y_{t,b}
+    $$
 
     Args:
       ys: outputs ``(time, *batch, ...)``.
@@ -161,8 +167,10 @@ def pool_mean(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
 def pool_max(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
     """The elementwise maximum over each sequence's valid outputs.
 
-    .. math:: \\mathrm{max}_{b,k} = \\max_{t < \\mathrm{lengths}_b} y_{t,b,k}
-              \\qquad (0 \\text{ when } \\mathrm{lengths}_b = 0)
+    $$
+    \\mathrm{max}_{b,k} = \\max_{t < \\mathrm{lengths}_b} y_{t,b,k}
+    \\qquad (0 \\text{ when } \\mathrm{lengths}_b = 0)
+    $$
 
     Args:
       ys: outputs ``(time, *batch, ...)``.
