@@ -3,16 +3,18 @@
 Three dtypes are at play in an RNN, and jaxrnn keeps them apart:
 
 - **param dtype**: what the weights are stored and updated in (``init_params(...,
-  dtype=...)``, or :func:`cast_params`). Keep float32 for training: optimizer updates
+  dtype=...)``, or [`cast_params`][jaxrnn.precision.cast_params]). Keep float32 for training:
+  optimizer updates
   are often smaller than bfloat16's resolution.
 - **compute dtype**: what the matmuls and gate nonlinearities run in. bfloat16 halves
   memory traffic and runs on the matrix units of TPUs and recent GPUs.
-- **carry dtype**: what the state is stored in between steps. :func:`~jaxrnn.unroll`
+- **carry dtype**: what the state is stored in between steps. [`unroll`][jaxrnn.unroll]
   fixes it once, from the initial carry (by default ``result_type(param dtype, xs
   dtype)``), and casts every step's new carry back to it, so it never changes inside
   ``lax.scan``.
 
-:func:`mixed_precision` wraps every cell of a params pytree in :class:`MixedPrecision`,
+[`mixed_precision`][jaxrnn.precision.mixed_precision] wraps every cell of a params pytree in
+[`MixedPrecision`][jaxrnn.precision.MixedPrecision],
 which casts the weights and inputs to the compute dtype at each step (XLA hoists the
 weight casts out of the loop). The policy for the carry:
 
@@ -47,7 +49,8 @@ def cast_params(params: Any, dtype: Any) -> Any:
     """``params`` with every floating-point array cast to ``dtype`` (same structure).
 
     Changes the param dtype, e.g. to store or serve a model in bfloat16. To compute in
-    bfloat16 while training float32 params, use :func:`mixed_precision` instead.
+    bfloat16 while training float32 params, use
+    [`mixed_precision`][jaxrnn.precision.mixed_precision] instead.
 
     Args:
       params: any params pytree (or gradients).
@@ -94,9 +97,10 @@ class MixedPrecision(Cell):
     """A cell whose steps compute in ``compute_dtype``; params and carry keep their dtypes.
 
     ``step(carry, x)`` is the wrapped cell's step on ``cast_params(cell, compute_dtype)``
-    and ``x.astype(compute_dtype)``, with the carry policy of :mod:`jaxrnn.precision`;
+    and ``x.astype(compute_dtype)``, with the carry policy of
+    [`jaxrnn.precision`][jaxrnn.precision];
     the new carry is cast back to the incoming carry's dtypes. Make these with
-    :func:`mixed_precision`.
+    [`mixed_precision`][jaxrnn.precision.mixed_precision].
     """
 
     cell: Any  # the wrapped cell's params (stored in the param dtype)
@@ -161,11 +165,14 @@ def _map_cells(fn: Any, params: Any) -> Any:
 def mixed_precision(params: Any, compute_dtype: Any = jnp.bfloat16) -> Any:
     """Wrap every cell of ``params`` so that it computes in ``compute_dtype``.
 
-    Composites (:func:`~jaxrnn.stack`, :func:`~jaxrnn.bidirectional`) and wrapper cells
-    (:func:`~jaxrnn.regularize`, :func:`~jaxrnn.learned_init`, ...) keep their structure;
-    each innermost cell becomes a :class:`MixedPrecision`. The params' arrays are
+    Composites ([`stack`][jaxrnn.stack], [`bidirectional`][jaxrnn.bidirectional]) and wrapper cells
+    ([`regularize`][jaxrnn.regularize], [`learned_init`][jaxrnn.learned_init], ...) keep their
+    structure;
+    each innermost cell becomes a [`MixedPrecision`][jaxrnn.precision.MixedPrecision]. The params'
+    arrays are
     not copied or cast: train them as usual (in float32) and the casts happen in the step.
-    :func:`full_precision` removes the wrappers (e.g. before :func:`~jaxrnn.to_torch`).
+    [`full_precision`][jaxrnn.precision.full_precision] removes the wrappers (e.g. before
+    [`to_torch`][jaxrnn.interop.torch.to_torch]).
 
     Args:
       params: cell or composite params.
@@ -207,8 +214,10 @@ def _wrap(cell: Any, dtype: jnp.dtype) -> MixedPrecision:
 
 
 def full_precision(params: Any) -> Any:
-    """``params`` without :class:`MixedPrecision` wrappers: the inverse of
-    :func:`mixed_precision` (the arrays were never cast, so nothing is lost).
+    """``params`` without [`MixedPrecision`][jaxrnn.precision.MixedPrecision] wrappers: the inverse
+    of
+    [`mixed_precision`][jaxrnn.precision.mixed_precision] (the arrays were never cast, so nothing
+    is lost).
 
     Example:
       >>> import jax, jaxrnn
