@@ -36,7 +36,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 @params_class
 class ReadoutParams:
-    """Weights of a readout ``y = activation(h W_y + b_y)``. See :func:`readout`."""
+    """Weights of a readout ``y = activation(h W_y + b_y)``. See [`readout`][jaxrnn.readout]."""
 
     w_y: jax.Array  # shape=(input_size, output_size)
     b_y: jax.Array | None  # shape=(output_size,), or None without bias
@@ -62,8 +62,10 @@ def init_readout(
 ) -> ReadoutParams:
     """Initialize a readout: LeCun-normal ``W_y`` and zero ``b_y`` by default.
 
-    .. math:: W_y \\in \\mathbb{R}^{\\text{input\\_size} \\times \\text{output\\_size}},
-        \\qquad b_y \\in \\mathbb{R}^{\\text{output\\_size}}
+    $$
+    W_y \\in \\mathbb{R}^{\\text{input\\_size} \\times \\text{output\\_size}},
+    \\qquad b_y \\in \\mathbb{R}^{\\text{output\\_size}}
+    $$
 
     Args:
       key: a PRNG key.
@@ -75,7 +77,7 @@ def init_readout(
       dtype: dtype of the weights.
 
     Returns:
-      :class:`ReadoutParams` with ``w_y`` of shape ``(input_size, output_size)``.
+      [`ReadoutParams`][jaxrnn.ReadoutParams] with ``w_y`` of shape ``(input_size, output_size)``.
 
     Example:
       >>> import jax, jaxrnn
@@ -95,16 +97,18 @@ def init_readout(
 def readout(params: ReadoutParams, h: ArrayLike, activation: str = "identity") -> jax.Array:
     """Apply the output layer to one step's state or to a whole sequence of outputs.
 
-    .. math:: y = \\mathrm{activation}(h W_y + b_y)
+    $$
+    y = \\mathrm{activation}(h W_y + b_y)
+    $$
 
     with ``activation`` one of ``"identity"`` (logits, what the losses in
-    :mod:`jaxrnn.losses` expect), ``"sigmoid"``, ``"softmax"`` (over the last axis),
+    ``jaxrnn.losses`` expect), ``"sigmoid"``, ``"softmax"`` (over the last axis),
     ``"tanh"``, ``"relu"``.
 
     Args:
-      params: from :func:`init_readout`.
+      params: from [`init_readout`][jaxrnn.init_readout].
       h: states ``(..., input_size)``: e.g. ``(batch, hidden)`` for one step or
-        ``(time, batch, hidden)`` for the ``ys`` of :func:`~jaxrnn.unroll`.
+        ``(time, batch, hidden)`` for the ``ys`` of [`unroll`][jaxrnn.unroll].
       activation: name of the activation.
 
     Returns:
