@@ -1,8 +1,8 @@
 """Regularisation inside a recurrent layer: variational dropout and zoneout.
 
-All of it is driven by the ``key`` of :func:`~jaxrnn.unroll`: with ``key=None``
+All of it is driven by the ``key`` of [`unroll`][jaxrnn.unroll]: with ``key=None``
 (evaluation) no dropout is applied and zoneout takes its expectation, so a model is
-evaluated by leaving out the key. :func:`~jaxrnn.cell_step` is always the evaluation step.
+evaluated by leaving out the key. [`cell_step`][jaxrnn.cell_step] is always the evaluation step.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _regularized_recurrence(
 
 @params_class
 class Regularized(Cell):
-    """A cell with variational dropout and zoneout; see :func:`regularize`.
+    """A cell with variational dropout and zoneout; see [`regularize`][jaxrnn.regularize].
 
     Rates are static (``jit`` specializes on them); the cell's params are the only leaves.
     """
@@ -93,7 +93,8 @@ class Regularized(Cell):
 
 @params_class
 class _TrainingSteps(Cell):
-    """A :class:`Regularized` cell's training step, in the form the unroll methods run.
+    """A [`Regularized`][jaxrnn.Regularized] cell's training step, in the form the unroll methods
+    run.
 
     Zoneout draws new masks at every step. They are sampled for all steps up front and
     appended to the input features (``x`` becomes ``[x, keep_h, keep_c]``), so that every
@@ -194,7 +195,7 @@ def _unroll_regularized(params: Regularized, carry: Any, xs: jax.Array, run: Run
 
 @params_class
 class _Evaluation(Cell):
-    """A :class:`Regularized` cell run by the unroll methods in evaluation mode."""
+    """A [`Regularized`][jaxrnn.Regularized] cell run by the unroll methods in evaluation mode."""
 
     regularized: Regularized
 
@@ -263,9 +264,9 @@ def regularize(
 ) -> Any:
     """Add variational dropout and zoneout to every cell of ``params``.
 
-    With a ``key`` given to :func:`~jaxrnn.unroll`, each cell runs (per sequence, masks
+    With a ``key`` given to [`unroll`][jaxrnn.unroll], each cell runs (per sequence, masks
     ``m`` of inverted dropout, drawn once and used at every step as Gal & Ghahramani's
-    variational dropout; ``d_t`` drawn anew at every step)::
+    variational dropout; ``d_t`` drawn anew at every step):
 
         x_t  <- x_t * m_x                              # input_dropout
         carry, y_t = cell(carry with h * m_h, x_t)     # recurrent_dropout: h as read
@@ -288,7 +289,7 @@ def regularize(
       zoneout_c: the same for the cell state ``c`` (cells with an ``LSTMState``).
 
     Returns:
-      ``params`` with each cell wrapped in a :class:`Regularized` (same carry, same
+      ``params`` with each cell wrapped in a [`Regularized`][jaxrnn.Regularized] (same carry, same
       input and output shapes).
 
     Example:
