@@ -9,8 +9,10 @@ token::
     logits = ys W_y + b_y                                   # predicts y_1, ..., y_T
 
 Training minimises the masked cross-entropy of ``logits`` against the targets
-(:func:`seq2seq_loss`). At test time the targets are unknown, so the decoder feeds its own
-choices back (:func:`greedy_decode`, :func:`sample_decode`, :func:`beam_search`), stopping
+([`seq2seq_loss`][jaxrnn.seq2seq_loss]). At test time the targets are unknown, so the decoder feeds
+its own
+choices back ([`greedy_decode`][jaxrnn.greedy_decode], [`sample_decode`][jaxrnn.sample_decode],
+[`beam_search`][jaxrnn.beam_search]), stopping
 each sequence at its end token.
 
 The bridge maps each encoder layer's final carry to the matching decoder layer's initial
@@ -57,7 +59,8 @@ BRIDGES = ("concat", "sum", "linear")
 
 @params_class
 class Seq2SeqParams:
-    """Weights of an encoder–decoder. See :func:`init_seq2seq` and the module docstring."""
+    """Weights of an encoder–decoder. See [`init_seq2seq`][jaxrnn.init_seq2seq] and the module
+    docstring."""
 
     source_embedding: jax.Array  # shape=(source_vocab_size, embed_size)
     target_embedding: jax.Array  # shape=(target_vocab_size, embed_size)
@@ -137,7 +140,7 @@ def init_seq2seq(
       dtype: dtype of every weight.
 
     Returns:
-      :class:`Seq2SeqParams`.
+      [`Seq2SeqParams`][jaxrnn.Seq2SeqParams].
 
     Example:
       >>> import jax, jaxrnn
@@ -206,11 +209,13 @@ def encode(
 ) -> tuple[Any, jax.Array]:
     """Embed and encode a padded batch of source token sequences.
 
-    .. math:: (\\mathrm{carry}, ys) = \\mathrm{unroll}(\\mathrm{encoder}, 0,
-              E_{src}[\\mathrm{source}], \\mathrm{lengths})
+    $$
+    (\\mathrm{carry}, ys) = \\mathrm{unroll}(\\mathrm{encoder}, 0,
+    E_{src}[\\mathrm{source}], \\mathrm{lengths})
+    $$
 
     Args:
-      params: from :func:`init_seq2seq`.
+      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
       source: integer tokens ``(source_time, *batch)``; padding beyond ``source_lengths``
         may hold any valid token.
       source_lengths: integer ``batch`` shape, or ``None`` when no sequence is padded.
@@ -237,15 +242,15 @@ def bridge_carry(params: Seq2SeqParams, encoder_carry: Any) -> Any:
     For encoder layer ``l`` with final carry ``s_l`` (``(s_l^{fwd}, s_l^{bwd})`` if
     bidirectional), applied to each part of the carry (``h``, and ``c`` for an LSTM):
 
-    .. math::
-
-        \\text{concat: } [s^{fwd}_l; s^{bwd}_l] \\qquad
-        \\text{sum: } s^{fwd}_l + s^{bwd}_l \\qquad
-        \\text{linear: } \\tanh([s^{fwd}_l; s^{bwd}_l] W_l + b_l)
+    $$
+    \\text{concat: } [s^{fwd}_l; s^{bwd}_l] \\qquad
+    \\text{sum: } s^{fwd}_l + s^{bwd}_l \\qquad
+    \\text{linear: } \\tanh([s^{fwd}_l; s^{bwd}_l] W_l + b_l)
+    $$
 
     Args:
-      params: from :func:`init_seq2seq`.
-      encoder_carry: the carry returned by :func:`encode`.
+      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
+      encoder_carry: the carry returned by [`encode`][jaxrnn.encode].
 
     Returns:
       A carry for ``params.decoder`` with the batch shape of the encoder's carry.
@@ -273,8 +278,10 @@ def bridge_carry(params: Seq2SeqParams, encoder_carry: Any) -> Any:
 def shift_right(targets: ArrayLike, start_token: int) -> jax.Array:
     """Decoder inputs for teacher forcing: the targets delayed by one step.
 
-    .. math:: \\mathrm{inputs}_0 = \\mathrm{start}, \\qquad
-              \\mathrm{inputs}_t = \\mathrm{targets}_{t-1} \\quad (t \\ge 1)
+    $$
+    \\mathrm{inputs}_0 = \\mathrm{start}, \\qquad
+    \\mathrm{inputs}_t = \\mathrm{targets}_{t-1} \\quad (t \\ge 1)
+    $$
 
     Args:
       targets: integer tokens ``(time, *batch)``.
@@ -304,16 +311,16 @@ def seq2seq_logits(
 ) -> jax.Array:
     """Teacher-forced decoder logits: the decoder reads the true previous target tokens.
 
-    .. math::
-
-        s_0 = \\mathrm{bridge}(\\mathrm{encode}(\\mathrm{source})), \\quad
-        (s_t, h_t) = \\mathrm{decoder}(s_{t-1}, E_{tgt}[y_{t-1}]), \\quad
-        z_t = h_t W_y + b_y
+    $$
+    s_0 = \\mathrm{bridge}(\\mathrm{encode}(\\mathrm{source})), \\quad
+    (s_t, h_t) = \\mathrm{decoder}(s_{t-1}, E_{tgt}[y_{t-1}]), \\quad
+    z_t = h_t W_y + b_y
+    $$
 
     with ``y_{-1}`` = ``start_token``; ``z_t`` scores the target ``y_t``.
 
     Args:
-      params: from :func:`init_seq2seq`.
+      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
       source: integer ``(source_time, *batch)``.
       source_lengths: integer ``batch``, or ``None``.
       targets: integer ``(target_time, *batch)``, each sequence ending with the end token
@@ -352,11 +359,13 @@ def seq2seq_loss(
 ) -> jax.Array:
     """Mean teacher-forced cross-entropy per valid target token.
 
-    .. math:: L = \\frac{1}{\\sum_b \\mathrm{lengths}_b} \\sum_b
-              \\sum_{t < \\mathrm{lengths}_b} -\\log \\mathrm{softmax}(z_{t,b})_{y_{t,b}}
+    $$
+    L = \\frac{1}{\\sum_b \\mathrm{lengths}_b} \\sum_b
+    \\sum_{t < \\mathrm{lengths}_b} -\\log \\mathrm{softmax}(z_{t,b})_{y_{t,b}}
+    $$
 
     Args:
-      params: from :func:`init_seq2seq`.
+      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
       source: integer ``(source_time, *batch)``.
       source_lengths: integer ``batch``, or ``None``.
       targets: integer ``(target_time, *batch)``, each sequence ending with the end token.
@@ -428,15 +437,17 @@ def greedy_decode(
 ) -> tuple[jax.Array, jax.Array]:
     """Decode by taking the most likely token at every step, fed back as the next input.
 
-    .. math:: \\hat y_t = \\arg\\max_k z_{t,k}, \\qquad
-              (s_{t}, h_{t}) = \\mathrm{decoder}(s_{t-1}, E_{tgt}[\\hat y_{t-1}])
+    $$
+    \\hat y_t = \\arg\\max_k z_{t,k}, \\qquad
+    (s_{t}, h_{t}) = \\mathrm{decoder}(s_{t-1}, E_{tgt}[\\hat y_{t-1}])
+    $$
 
-    A fixed-length ``lax.scan`` (see :func:`~jaxrnn.generate`): after a sequence emits
+    A fixed-length ``lax.scan`` (see [`generate`][jaxrnn.generate]): after a sequence emits
     ``end_token`` it emits only ``pad_token``. Jit it with the keyword arguments bound
     (``functools.partial``).
 
     Args:
-      params: from :func:`init_seq2seq`.
+      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
       source: integer ``(source_time, *batch)``.
       source_lengths: integer ``batch``, or ``None``.
       max_length: number of decoding steps.
@@ -486,12 +497,15 @@ def sample_decode(
 ) -> tuple[jax.Array, jax.Array]:
     """Decode by sampling each token from ``softmax(z_t / temperature)``.
 
-    .. math:: \\hat y_t \\sim \\mathrm{Categorical}(\\mathrm{softmax}(z_t / \\tau))
+    $$
+    \\hat y_t \\sim \\mathrm{Categorical}(\\mathrm{softmax}(z_t / \\tau))
+    $$
 
-    As :func:`greedy_decode` otherwise; ``temperature -> 0`` approaches greedy decoding.
+    As [`greedy_decode`][jaxrnn.greedy_decode] otherwise; ``temperature -> 0`` approaches greedy
+    decoding.
 
     Args:
-      params: from :func:`init_seq2seq`.
+      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
       source: integer ``(source_time, *batch)``.
       source_lengths: integer ``batch``, or ``None``.
       max_length: number of decoding steps.
@@ -502,7 +516,7 @@ def sample_decode(
       temperature: ``tau > 0``.
 
     Returns:
-      ``(tokens, lengths)`` as in :func:`greedy_decode`.
+      ``(tokens, lengths)`` as in [`greedy_decode`][jaxrnn.greedy_decode].
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
@@ -549,7 +563,7 @@ def beam_search(
     Scores are not length-normalized.
 
     Args:
-      params: from :func:`init_seq2seq`.
+      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
       source: integer ``(source_time, batch)``: exactly one batch axis.
       source_lengths: integer ``(batch,)``, or ``None``.
       max_length: number of decoding steps.
