@@ -1,7 +1,7 @@
 """Shardings for running jaxrnn on many devices with JAX's own SPMD machinery.
 
 jaxrnn functions are plain ``jax.jit``-able functions of arrays, so they need nothing
-special to run on a :class:`jax.sharding.Mesh`: put the inputs' batch axis on a mesh
+special to run on a ``jax.sharding.Mesh``: put the inputs' batch axis on a mesh
 axis, replicate the params, and ``jit`` partitions the whole ``lax.scan`` so that each
 device runs the recurrence on its slice of the batch (data parallelism; gradients are
 summed by one all-reduce). These helpers name the shardings that do that, and the
