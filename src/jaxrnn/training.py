@@ -8,11 +8,12 @@ step is::
     params = optax.apply_updates(params, updates)
 
 RNNs need gradient clipping (exploding gradients, Pascanu et al. 2013), so
-:func:`make_train_step` takes ``max_grad_norm`` and chains
+[`make_train_step`][jaxrnn.make_train_step] takes ``max_grad_norm`` and chains
 ``optax.clip_by_global_norm`` in front of the optimizer.
 
 Checkpoints use ``flax.serialization``'s msgpack format. The file stores the arrays under
-their pytree paths (``.params.w_x``...); :func:`restore_checkpoint` puts them back into
+their pytree paths (``.params.w_x``...); [`restore_checkpoint`][jaxrnn.restore_checkpoint] puts
+them back into
 a *template* (e.g. freshly initialised params and optimizer state), so the restored tree
 has the template's types: ``LSTMParams`` stays ``LSTMParams``, optax states stay theirs.
 """
@@ -78,12 +79,12 @@ def make_train_step(
 
     One step is, with ``c = max_grad_norm``:
 
-    .. math::
-
-        g = \\nabla_\\theta L(\\theta; \\mathrm{batch}), \\qquad
-        \\hat g = g \\cdot \\min\\!\\left(1, \\frac{c}{\\lVert g \\rVert_2}\\right), \\qquad
-        (u, s') = \\mathrm{optimizer.update}(\\hat g, s, \\theta), \\qquad
-        \\theta' = \\theta + u
+    $$
+    g = \\nabla_\\theta L(\\theta; \\mathrm{batch}), \\qquad
+    \\hat g = g \\cdot \\min\\!\\left(1, \\frac{c}{\\lVert g \\rVert_2}\\right), \\qquad
+    (u, s') = \\mathrm{optimizer.update}(\\hat g, s, \\theta), \\qquad
+    \\theta' = \\theta + u
+    $$
 
     Args:
       loss_fn: ``loss_fn(params, *batch) -> loss`` (a scalar), or ``-> (loss, aux)``
@@ -94,7 +95,8 @@ def make_train_step(
       jit: compile ``step`` with ``jax.jit``.
 
     Returns:
-      A :class:`TrainStep` ``(init, step)``: ``init(params)`` gives a :class:`TrainState`;
+      A [`TrainStep`][jaxrnn.TrainStep] ``(init, step)``: ``init(params)`` gives a
+      [`TrainState`][jaxrnn.TrainState];
       ``step(state, *batch)`` gives ``(state, StepMetrics(loss, grad_norm, aux))``.
 
     Example:
@@ -142,7 +144,7 @@ def fit(
 ) -> tuple[TrainState, list[float]]:
     """Run ``train.step`` over every batch for ``num_epochs``, with a tqdm progress bar.
 
-    The whole loop, with the progress bar left out::
+    The whole loop, with the progress bar left out:
 
         history = []
         for epoch in range(num_epochs):
@@ -155,7 +157,7 @@ def fit(
     the device, so it is done only every ``log_every`` steps.
 
     Args:
-      train: from :func:`make_train_step`.
+      train: from [`make_train_step`][jaxrnn.make_train_step].
       state: from ``train.init(params)`` (or a restored checkpoint).
       batches: a sequence of batches, each a tuple of ``loss_fn``'s arguments after
         ``params``, reused every epoch; or a function ``epoch -> iterable of batches``
@@ -220,7 +222,7 @@ def _flat_with_paths(tree: Any) -> dict[str, Any]:
 
 
 def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
-    """Write a pytree of arrays (params, a :class:`TrainState`...) to a msgpack file.
+    """Write a pytree of arrays (params, a [`TrainState`][jaxrnn.TrainState]...) to a msgpack file.
 
     Each leaf is stored under its pytree path (``jax.tree_util.keystr``), serialized
     with ``flax.serialization.msgpack_serialize``. The file is written to a temporary
@@ -251,14 +253,15 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
 
 
 def restore_checkpoint(path: str | os.PathLike, template: Any) -> Any:
-    """Read a checkpoint written by :func:`save_checkpoint` into the structure of ``template``.
+    """Read a checkpoint written by [`save_checkpoint`][jaxrnn.save_checkpoint] into the structure
+    of ``template``.
 
     The template (e.g. ``train.init(init_params(...))``) gives the tree's types and
     static configuration; the file gives the values. Every leaf path must be present
     with the template's shape and dtype.
 
     Args:
-      path: file written by :func:`save_checkpoint`.
+      path: file written by [`save_checkpoint`][jaxrnn.save_checkpoint].
       template: a pytree with the structure, shapes and dtypes of the saved one (its
         values are not used).
 
