@@ -56,8 +56,8 @@ def init_carry(params: Any, batch_shape: tuple[int, ...] = ()) -> Any:
 
     The structure follows the params: an array ``h`` for ``"rnn"`` and ``"gru"``,
     ``LSTMState(h, c)`` for ``"lstm"``, a tuple with one carry per layer for a
-    :func:`~jaxrnn.stack`, a ``BidirectionalState(forward, backward)`` for a
-    :func:`~jaxrnn.bidirectional` pair. The dtype is the params' dtype.
+    [`stack`][jaxrnn.stack], a ``BidirectionalState(forward, backward)`` for a
+    [`bidirectional`][jaxrnn.bidirectional] pair. The dtype is the params' dtype.
 
     Args:
       params: cell or composite params.
@@ -113,14 +113,14 @@ def cell_step(params: Any, carry: Any, x: ArrayLike) -> tuple[Any, jax.Array]:
     """One time step, with the signature of a ``lax.scan`` body.
 
     For a cell this is the cell's equation (see its params type). For a
-    :func:`~jaxrnn.stack` of unidirectional layers it steps each layer in turn, the output
+    [`stack`][jaxrnn.stack] of unidirectional layers it steps each layer in turn, the output
     of layer ``i`` being the input of layer ``i + 1`` (no dropout: ``cell_step`` is the
     deterministic step used for generation). A bidirectional pair has no single step (its
     backward direction needs the future), so it is rejected.
 
     Args:
       params: cell params, or a stack of unidirectional layers.
-      carry: state from :func:`init_carry` (or ``None`` for the zero state).
+      carry: state from [`init_carry`][jaxrnn.init_carry] (or ``None`` for the zero state).
       x: input ``(..., input_size)`` with any leading batch dims.
 
     Returns:
@@ -156,10 +156,12 @@ def cell_step(params: Any, carry: Any, x: ArrayLike) -> tuple[Any, jax.Array]:
 def sequence_mask(lengths: ArrayLike, num_steps: int) -> jax.Array:
     """The time-major validity mask of padded sequences: ``valid[t, ...] = t < lengths[...]``.
 
-    The one place where lengths become a mask: :func:`unroll`, the losses and the pooling
+    The one place where lengths become a mask: [`unroll`][jaxrnn.unroll], the losses and the pooling
     functions all use it, so "valid" means the same thing everywhere.
 
-    .. math:: \\mathrm{valid}_{t,b} = [\\, t < \\mathrm{lengths}_b \\,]
+    $$
+    \\mathrm{valid}_{t,b} = [\\, t < \\mathrm{lengths}_b \\,]
+    $$
 
     Args:
       lengths: integer array of shape ``batch_shape``: valid steps of each sequence.
@@ -211,7 +213,7 @@ def register_unroller(params_type: type, unroller: Callable) -> None:
     """Make ``unroll`` run params of ``params_type`` with ``unroller(params, carry, xs, run)``.
 
     For composites and wrappers defined outside this module; they call
-    :func:`unroll_params` for their parts.
+    ``unroll_params`` for their parts.
     """
     _UNROLLERS[params_type] = unroller
 
@@ -230,8 +232,8 @@ def unroll_params(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any
 
 
 def scan_fused(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
-    """The ``"fused"`` method: the hand-scheduled derivatives of :mod:`jaxrnn._fast` where
-    they apply (the built-in cells without ``remat``), else :func:`scan_cell`. Both compute
+    """The ``"fused"`` method: the hand-scheduled derivatives of ``jaxrnn._fast`` where
+    they apply (the built-in cells without ``remat``), else ``scan_cell``. Both compute
     the same function; measured on XLA:CPU, ``"fused"`` is not faster (see
     ``docs/performance.md``), so it is not the default."""
     if not run.remat:
@@ -244,7 +246,7 @@ def scan_fused(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, j
 def scan_cell(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
     """The sequential method (and the oracle of ``"fused"``): one ``params.step`` per
     ``lax.scan`` iteration, masked. With ``remat`` it stores only the carry entering each
-    segment of about ``sqrt(time)`` steps (:func:`jaxrnn._fast.remat_scan`)."""
+    segment of about ``sqrt(time)`` steps (``jaxrnn._fast.remat_scan``)."""
 
     def body(carry, inputs):
         x, valid_t = inputs
@@ -316,7 +318,7 @@ def unroll(
 ) -> tuple[Any, jax.Array]:
     """Run params over a time-major sequence with ``lax.scan``: BPTT is ``jax.grad`` of it.
 
-    For a cell, equivalent to this loop (with ``lengths=None``, ``reverse=False``)::
+    For a cell, equivalent to this loop (with ``lengths=None``, ``reverse=False``):
 
         ys = []
         for t in range(xs.shape[0]):
@@ -329,12 +331,13 @@ def unroll(
     sequence's last valid step; padding values never reach outputs or gradients.
     With ``reverse=True`` each sequence runs backward over its own valid steps, from
     ``lengths[b] - 1`` down to ``0``, with ``ys`` at the input positions and padding
-    left at the end. Composites (:func:`~jaxrnn.stack`, :func:`~jaxrnn.bidirectional`)
+    left at the end. Composites ([`stack`][jaxrnn.stack], [`bidirectional`][jaxrnn.bidirectional])
     run layer by layer, each layer over the whole sequence.
 
     Args:
       params: cell or composite params.
-      carry: initial state (see :func:`init_carry`), or ``None`` for the zero state of the
+      carry: initial state (see [`init_carry`][jaxrnn.init_carry]), or ``None`` for the zero state
+        of the
         batch shape of ``xs``.
       xs: inputs ``(time, ..., input_size)``: time first, then any batch dims.
       lengths: optional integer array with the batch shape of ``xs``: the number of valid
@@ -352,8 +355,10 @@ def unroll(
         ``"parallel"`` (a parallel scan over time, for cells linear in their state:
         ``"mingru"``, ``"minlstm"``, ``"lru"``); ``"deer"`` / ``"quasi_deer"`` (Newton's
         method over the whole trajectory with full / diagonal Jacobians, for nonlinear
-        cells; raises :class:`~jaxrnn.DEERNotConvergedError` if it does not converge). See
-        :mod:`jaxrnn.parallel` and :func:`~jaxrnn.deer_unroll` for options and reports.
+        cells; raises [`DEERNotConvergedError`][jaxrnn.DEERNotConvergedError] if it does not
+        converge). See
+        [`jaxrnn.parallel`][jaxrnn.parallel] and [`deer_unroll`][jaxrnn.deer_unroll] for options
+        and reports.
 
     Returns:
       ``(carry, ys)``: the final carry and outputs ``(time, ..., output_size)``.
