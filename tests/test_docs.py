@@ -23,7 +23,10 @@ from __future__ import annotations
 import doctest
 import importlib
 import inspect
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +146,19 @@ def test_api_reference_lists_every_public_name():
                 documented.append(_resolve(path))
     missing = [name for name, obj in PUBLIC if not any(obj is d for d in documented)]
     assert not missing, f"not in the API reference: {missing}"
+
+
+def test_site_builds_without_warnings(tmp_path):
+    """``mkdocs build --strict``: a broken cross-reference, a bad docstring section or a
+    missing page fails it. Needs the ``dev`` extra; skipped without mkdocs."""
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    pytest.importorskip("mkdocs_jupyter")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
