@@ -1,10 +1,8 @@
 """jaxrnn: recurrent neural networks as pure JAX functions.
 
 Cells (``"rnn"``, ``"lstm"``, ``"gru"``) are params pytrees; [`unroll`][jaxrnn.unroll] runs them
-over
-time with ``lax.scan``; [`stack`][jaxrnn.stack] and [`bidirectional`][jaxrnn.bidirectional] compose
-them; everything
-works under ``jit``, ``vmap`` and ``grad`` and matches PyTorch numerically.
+over time with ``lax.scan``; [`stack`][jaxrnn.stack] and [`bidirectional`][jaxrnn.bidirectional]
+compose them; everything works under ``jit``, ``vmap`` and ``grad`` and matches PyTorch numerically.
 """
 
 from jaxrnn.carries import CarryOutputs, LearnedInit, learned_init, with_carry_outputs
