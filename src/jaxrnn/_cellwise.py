@@ -16,8 +16,7 @@ def map_cells(fn: Callable[..., Any], params: Any, *trees: Any) -> Any:
 
     ``trees`` (e.g. an initial carry) have the carry structure of ``params``: a tuple with
     one entry per layer of a stack, a [`BidirectionalState`][jaxrnn.BidirectionalState] for a pair.
-    A
-    cell is anything that is neither a [`Stack`][jaxrnn.Stack] nor a
+    A cell is anything that is neither a [`Stack`][jaxrnn.Stack] nor a
     [`Bidirectional`][jaxrnn.Bidirectional].
     """
     if isinstance(params, Stack):
