@@ -35,12 +35,11 @@ class LRUParams(LinearCell):
     $$
 
     with ``B = B_re + i B_im``, ``C = C_re + i C_im``; the state ``h`` (size ``hidden_size``)
-    is complex and the carry holds it as [`LRUState`][jaxrnn.LRUState] ``(re, im)``. As in the
-    paper the
-    output has the input's size (``D`` is a diagonal skip connection), so ``output_size ==
-    input_size``. ``γ`` starts at ``sqrt(1 - |λ|²)``, which keeps ``E|h|²`` independent of
-    ``|λ|`` for white-noise inputs, and is trained (log-parameterized) like ``ν`` and ``θ``.
-    Complex parameters are stored as real arrays so that every optimizer applies.
+    is complex and the carry holds it as [`LRUState`][jaxrnn.LRUState] ``(re, im)``. As in the paper
+    the output has the input's size (``D`` is a diagonal skip connection), so ``output_size ==
+    input_size``. ``γ`` starts at ``sqrt(1 - |λ|²)``, which keeps ``E|h|²`` independent of ``|λ|``
+    for white-noise inputs, and is trained (log-parameterized) like ``ν`` and ``θ``. Complex
+    parameters are stored as real arrays so that every optimizer applies.
     """
 
     nu_log: jax.Array  # shape=(hidden_size,): |λ| = exp(-exp(nu_log))
