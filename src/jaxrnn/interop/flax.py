@@ -3,15 +3,15 @@
 Two directions:
 
 - **jaxrnn inside Flax**: [`RNN`][jaxrnn.interop.flax.RNN] (an ``nnx.Module``) and
-[`LinenRNN`][jaxrnn.interop.flax.LinenRNN] (a
-  ``linen.Module``) hold jaxrnn params as Flax params and call [`unroll`][jaxrnn.unroll],
-  so a jaxrnn layer drops into a Flax model, its optimizer and its checkpoints.
+  [`LinenRNN`][jaxrnn.interop.flax.LinenRNN] (a ``linen.Module``) hold jaxrnn params as Flax params
+  and call [`unroll`][jaxrnn.unroll], so a jaxrnn layer drops into a Flax model, its optimizer and
+  its checkpoints.
 - **Flax's cells as jaxrnn params**: [`from_flax`][jaxrnn.interop.flax.from_flax] /
-[`to_flax`][jaxrnn.interop.flax.to_flax] convert the
-  weights of ``LSTMCell``, ``OptimizedLSTMCell`` and ``GRUCell``, from ``flax.linen`` and
-  from ``flax.nnx``; [`carry_from_flax`][jaxrnn.interop.flax.carry_from_flax] /
-  [`carry_to_flax`][jaxrnn.interop.flax.carry_to_flax] convert the carry
-  (Flax's LSTM carry is the tuple ``(c, h)``; jaxrnn's is ``LSTMState(h, c)``).
+  [`to_flax`][jaxrnn.interop.flax.to_flax] convert the weights of ``LSTMCell``,
+  ``OptimizedLSTMCell`` and ``GRUCell``, from ``flax.linen`` and from ``flax.nnx``;
+  [`carry_from_flax`][jaxrnn.interop.flax.carry_from_flax] /
+  [`carry_to_flax`][jaxrnn.interop.flax.carry_to_flax] convert the carry (Flax's LSTM carry is the
+  tuple ``(c, h)``; jaxrnn's is ``LSTMState(h, c)``).
 
 Weight layouts (Flax computes ``x @ kernel``, as jaxrnn does, gates in the same order):
 
@@ -35,11 +35,10 @@ exactly. The other way, jaxrnn's two biases are summed where Flax keeps one (exa
 one float rounding of ``b_x + b_h``), and some jaxrnn params have no Flax form:
 an LSTM with a projection, a GRU with ``reset_after=False``, and for nnx's ``GRUCell``
 (which has no ``b_hn``) a GRU whose ``b_h``'s n-gate part is not zero.
-[`to_flax`][jaxrnn.interop.flax.to_flax]
-raises a ``ValueError`` for those. Flax cells built with a ``gate_fn`` or
-``activation_fn`` other than sigmoid and tanh compute something else;
-[`from_flax`][jaxrnn.interop.flax.from_flax]
-checks this on nnx modules (a linen params dict does not record it).
+[`to_flax`][jaxrnn.interop.flax.to_flax] raises a ``ValueError`` for those. Flax cells built with a
+``gate_fn`` or ``activation_fn`` other than sigmoid and tanh compute something else;
+[`from_flax`][jaxrnn.interop.flax.from_flax] checks this on nnx modules (a linen params dict does
+not record it).
 """
 
 from __future__ import annotations
