@@ -142,8 +142,8 @@ def to_torch(params: Any) -> dict[str, np.ndarray]:
 
     Args:
       params: params from [`from_torch`][jaxrnn.interop.torch.from_torch] or
-        [`init_params`][jaxrnn.init_params] (GRU with
-        ``reset_after=True``; an LSTM projection only inside a layered module).
+        [`init_params`][jaxrnn.init_params] (GRU with ``reset_after=True``; an LSTM projection only
+        inside a layered module).
 
     Returns:
       ``dict[str, numpy.ndarray]``.
