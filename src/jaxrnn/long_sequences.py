@@ -11,15 +11,13 @@ the *state* flows from chunk to chunk, but the *gradient* stops at each chunk's 
 
 Memory is that of one chunk, and no gradient spans more than ``k`` steps.
 [`truncated_bptt`][jaxrnn.truncated_bptt] runs this loop as one ``lax.scan`` and sums the gradients
-(one
-update per sequence); to update after every chunk, call a train step per chunk instead
-(see [`make_train_step`][jaxrnn.make_train_step] with ``has_aux=True``).
+(one update per sequence); to update after every chunk, call a train step per chunk instead (see
+[`make_train_step`][jaxrnn.make_train_step] with ``has_aux=True``).
 
 **Streaming.** A model that reads an endless stream (or many streams in a batch) keeps
 its carry between calls; when stream ``b`` starts a new sequence, its carry alone is reset
 ([`reset_carry`][jaxrnn.reset_carry]). Within a chunk,
-[`unroll_with_resets`][jaxrnn.unroll_with_resets] resets at given steps,
-like Haiku's ``ResetCore``.
+[`unroll_with_resets`][jaxrnn.unroll_with_resets] resets at given steps, like Haiku's ``ResetCore``.
 """
 
 from __future__ import annotations
