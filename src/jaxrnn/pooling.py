@@ -4,12 +4,11 @@ A classifier over sequences (sentiment, digits read row by row) needs one vector
 sequence. The choices, each over *valid* steps only (``t < lengths[b]``):
 
 - [`final_hidden`][jaxrnn.final_hidden]: the top layer's ``h`` in the carry returned by ``unroll``
-(with
-  ``lengths``, that is the state after each sequence's last valid step; for a
-  bidirectional layer, the backward direction's state after reading the whole sequence);
+  (with ``lengths``, that is the state after each sequence's last valid step; for a bidirectional
+  layer, the backward direction's state after reading the whole sequence);
 - [`pool_last`][jaxrnn.pool_last]: ``ys[lengths - 1]``, the last valid output;
 - [`pool_mean`][jaxrnn.pool_mean] and [`pool_max`][jaxrnn.pool_max]: the average and the maximum
-over valid steps.
+  over valid steps.
 
 Padding never reaches the result or its gradient: ``unroll`` already gives zeros at
 padding, but these functions do not rely on it, so they also work on any ``ys``.
