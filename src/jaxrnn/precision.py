@@ -4,8 +4,7 @@ Three dtypes are at play in an RNN, and jaxrnn keeps them apart:
 
 - **param dtype**: what the weights are stored and updated in (``init_params(...,
   dtype=...)``, or [`cast_params`][jaxrnn.precision.cast_params]). Keep float32 for training:
-  optimizer updates
-  are often smaller than bfloat16's resolution.
+  optimizer updates are often smaller than bfloat16's resolution.
 - **compute dtype**: what the matmuls and gate nonlinearities run in. bfloat16 halves
   memory traffic and runs on the matrix units of TPUs and recent GPUs.
 - **carry dtype**: what the state is stored in between steps. [`unroll`][jaxrnn.unroll]
@@ -14,9 +13,8 @@ Three dtypes are at play in an RNN, and jaxrnn keeps them apart:
   ``lax.scan``.
 
 [`mixed_precision`][jaxrnn.precision.mixed_precision] wraps every cell of a params pytree in
-[`MixedPrecision`][jaxrnn.precision.MixedPrecision],
-which casts the weights and inputs to the compute dtype at each step (XLA hoists the
-weight casts out of the loop). The policy for the carry:
+[`MixedPrecision`][jaxrnn.precision.MixedPrecision], which casts the weights and inputs to the
+compute dtype at each step (XLA hoists the weight casts out of the loop). The policy for the carry:
 
 - LSTM: ``h`` is rounded to the compute dtype, because it feeds the recurrent matmul;
   the cell state ``c``, which only enters ``c' = f * c + i * g``, stays in the carry
@@ -98,9 +96,8 @@ class MixedPrecision(Cell):
 
     ``step(carry, x)`` is the wrapped cell's step on ``cast_params(cell, compute_dtype)``
     and ``x.astype(compute_dtype)``, with the carry policy of
-    [`jaxrnn.precision`][jaxrnn.precision];
-    the new carry is cast back to the incoming carry's dtypes. Make these with
-    [`mixed_precision`][jaxrnn.precision.mixed_precision].
+    [`jaxrnn.precision`][jaxrnn.precision]; the new carry is cast back to the incoming carry's
+    dtypes. Make these with [`mixed_precision`][jaxrnn.precision.mixed_precision].
     """
 
     cell: Any  # the wrapped cell's params (stored in the param dtype)
@@ -167,12 +164,10 @@ def mixed_precision(params: Any, compute_dtype: Any = jnp.bfloat16) -> Any:
 
     Composites ([`stack`][jaxrnn.stack], [`bidirectional`][jaxrnn.bidirectional]) and wrapper cells
     ([`regularize`][jaxrnn.regularize], [`learned_init`][jaxrnn.learned_init], ...) keep their
-    structure;
-    each innermost cell becomes a [`MixedPrecision`][jaxrnn.precision.MixedPrecision]. The params'
-    arrays are
-    not copied or cast: train them as usual (in float32) and the casts happen in the step.
-    [`full_precision`][jaxrnn.precision.full_precision] removes the wrappers (e.g. before
-    [`to_torch`][jaxrnn.interop.torch.to_torch]).
+    structure; each innermost cell becomes a [`MixedPrecision`][jaxrnn.precision.MixedPrecision].
+    The params' arrays are not copied or cast: train them as usual (in float32) and the casts happen
+    in the step. [`full_precision`][jaxrnn.precision.full_precision] removes the wrappers (e.g.
+    before [`to_torch`][jaxrnn.interop.torch.to_torch]).
 
     Args:
       params: cell or composite params.
@@ -215,8 +210,7 @@ def _wrap(cell: Any, dtype: jnp.dtype) -> MixedPrecision:
 
 def full_precision(params: Any) -> Any:
     """``params`` without [`MixedPrecision`][jaxrnn.precision.MixedPrecision] wrappers: the inverse
-    of
-    [`mixed_precision`][jaxrnn.precision.mixed_precision] (the arrays were never cast, so nothing
+    of [`mixed_precision`][jaxrnn.precision.mixed_precision] (the arrays were never cast, so nothing
     is lost).
 
     Example:
