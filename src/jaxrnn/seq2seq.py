@@ -10,10 +10,9 @@ token::
 
 Training minimises the masked cross-entropy of ``logits`` against the targets
 ([`seq2seq_loss`][jaxrnn.seq2seq_loss]). At test time the targets are unknown, so the decoder feeds
-its own
-choices back ([`greedy_decode`][jaxrnn.greedy_decode], [`sample_decode`][jaxrnn.sample_decode],
-[`beam_search`][jaxrnn.beam_search]), stopping
-each sequence at its end token.
+its own choices back ([`greedy_decode`][jaxrnn.greedy_decode],
+[`sample_decode`][jaxrnn.sample_decode], [`beam_search`][jaxrnn.beam_search]), stopping each
+sequence at its end token.
 
 The bridge maps each encoder layer's final carry to the matching decoder layer's initial
 carry (the encoder and decoder have the same number of layers and the same cell):
