@@ -12,9 +12,8 @@ RNNs need gradient clipping (exploding gradients, Pascanu et al. 2013), so
 ``optax.clip_by_global_norm`` in front of the optimizer.
 
 Checkpoints use ``flax.serialization``'s msgpack format. The file stores the arrays under
-their pytree paths (``.params.w_x``...); [`restore_checkpoint`][jaxrnn.restore_checkpoint] puts
-them back into
-a *template* (e.g. freshly initialised params and optimizer state), so the restored tree
+their pytree paths (``.params.w_x``...); [`restore_checkpoint`][jaxrnn.restore_checkpoint] puts them
+back into a *template* (e.g. freshly initialised params and optimizer state), so the restored tree
 has the template's types: ``LSTMParams`` stays ``LSTMParams``, optax states stay theirs.
 """
 
@@ -96,8 +95,8 @@ def make_train_step(
 
     Returns:
       A [`TrainStep`][jaxrnn.TrainStep] ``(init, step)``: ``init(params)`` gives a
-      [`TrainState`][jaxrnn.TrainState];
-      ``step(state, *batch)`` gives ``(state, StepMetrics(loss, grad_norm, aux))``.
+      [`TrainState`][jaxrnn.TrainState]; ``step(state, *batch)`` gives ``(state, StepMetrics(loss,
+      grad_norm, aux))``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, jaxrnn
