@@ -337,8 +337,7 @@ def unroll(
     Args:
       params: cell or composite params.
       carry: initial state (see [`init_carry`][jaxrnn.init_carry]), or ``None`` for the zero state
-        of the
-        batch shape of ``xs``.
+        of the batch shape of ``xs``.
       xs: inputs ``(time, ..., input_size)``: time first, then any batch dims.
       lengths: optional integer array with the batch shape of ``xs``: the number of valid
         steps of each sequence. Values are clipped to ``[0, time]``; a length of 0 gives
@@ -356,9 +355,8 @@ def unroll(
         ``"mingru"``, ``"minlstm"``, ``"lru"``); ``"deer"`` / ``"quasi_deer"`` (Newton's
         method over the whole trajectory with full / diagonal Jacobians, for nonlinear
         cells; raises [`DEERNotConvergedError`][jaxrnn.DEERNotConvergedError] if it does not
-        converge). See
-        [`jaxrnn.parallel`][jaxrnn.parallel] and [`deer_unroll`][jaxrnn.deer_unroll] for options
-        and reports.
+        converge). See [`jaxrnn.parallel`][jaxrnn.parallel] and [`deer_unroll`][jaxrnn.deer_unroll]
+        for options and reports.
 
     Returns:
       ``(carry, ys)``: the final carry and outputs ``(time, ..., output_size)``.
