@@ -7,7 +7,7 @@ map ``h -> a_t h + b_t``, and composing two of them gives another one:
 ``(a_2, b_2) ∘ (a_1, b_1) = (a_2 a_1, a_2 b_1 + b_2)``. Composition is associative, so
 all prefixes ``h_1 ... h_T`` follow from ``jax.lax.associative_scan`` in ``O(log T)``
 depth (``method="parallel"``), for the cells that are linear in their state
-(:class:`~jaxrnn.cells.LinearCell`: ``"mingru"``, ``"minlstm"``, ``"lru"``).
+(``LinearCell``: ``"mingru"``, ``"minlstm"``, ``"lru"``).
 
 **A nonlinear recurrence is a root-finding problem over the trajectory** (DEER, Lim et al.
 2024). Write the whole trajectory ``H = (h_1 ... h_T)`` as the unknown of
@@ -22,7 +22,7 @@ arithmetic; what the Jacobian buys is how much sooner. Gradients come from the i
 function theorem at the solution, by a linear solve with the same (transposed, reversed)
 scan, never by differentiating through the iterations.
 
-Lengths and reverse follow :func:`jaxrnn.unroll` exactly: masked steps are the identity
+Lengths and reverse follow [`unroll`][jaxrnn.unroll] exactly: masked steps are the identity
 step (``a = 1, b = 0``) and emit zeros; a reversed run is the forward run of the
 time-flipped sequence.
 """
@@ -124,7 +124,7 @@ def linear_scan(
 ) -> jax.Array:
     """All states of the elementwise linear recurrence ``h_t = a_t * h_{t-1} + b_t``.
 
-    Equivalent to::
+    Equivalent to:
 
         h = h0
         for t in range(time):              # reversed(range(time)) with reverse=True
@@ -240,7 +240,7 @@ class DEERConfig:
     a simple stabilizer in the spirit of ELK's trust region (not ELK's Kalman-smoother
     step): it shrinks each linearized recurrence toward the always-convergent fixed-point
     (Picard) iteration ``J = 0``. ``on_failure``: what to do when not converged, see
-    :func:`deer_unroll`.
+    [`deer_unroll`][jaxrnn.deer_unroll].
     """
 
     tol: float | None = None
@@ -533,7 +533,7 @@ def deer_unroll(
     """Unroll a cell by Newton's method over the whole trajectory (DEER), with a report.
 
     Solves ``h_t = f(h_{t-1}, x_t)`` for all ``t`` at once. From a guess ``ĥ``, each
-    iteration solves the linearized recurrence with one parallel scan::
+    iteration solves the linearized recurrence with one parallel scan:
 
         J_t = ∂f/∂h (ĥ_{t-1}, x_t)                        # full, or its diagonal
         h_t = J_t h_{t-1} + (f(ĥ_{t-1}, x_t) - J_t ĥ_{t-1})
@@ -541,14 +541,14 @@ def deer_unroll(
 
     An LSTM's state ``(h, c)`` is flattened into one vector. Gradients use the implicit
     function theorem: a backward linear solve with the transposed, time-reversed scan.
-    Same semantics as :func:`jaxrnn.unroll` for ``lengths`` and ``reverse``; the result
+    Same semantics as [`unroll`][jaxrnn.unroll] for ``lengths`` and ``reverse``; the result
     equals the sequential unroll up to ``tol``.
 
     Args:
       params: a single cell (any cell; intended for ``"rnn"``, ``"gru"``, ``"lstm"``).
       carry: initial state, or ``None`` for zeros.
       xs: inputs ``(time, ..., input_size)``.
-      lengths: optional valid steps per sequence, as in :func:`jaxrnn.unroll`.
+      lengths: optional valid steps per sequence, as in [`unroll`][jaxrnn.unroll].
       reverse: run each sequence backward over its valid steps.
       tol: relative tolerance on the residual; ``None``: ``100 * eps`` of the dtype.
       max_iter: Newton iterations at most (the answer is exact after ``time`` of them).
@@ -557,15 +557,15 @@ def deer_unroll(
         formed with ``n`` forward-mode products per step).
       damping: ``J ← J / (1 + damping)``; larger is slower but steadier.
       on_failure: when some sequence is not converged after ``max_iter``:
-        ``"raise"``: :class:`DEERNotConvergedError` outside ``jit``; inside ``jit`` a
-        host callback raises when the value is computed (JAX reports it as a
-        ``JaxRuntimeError`` with the same message). ``"nan"``: that sequence's outputs and
-        carry become NaN (no host round trip; the backward pass does the same to its
-        gradients). ``"warn"``: a ``RuntimeWarning``, results returned as they are.
-        In every case ``info`` tells the truth.
+        ``"raise"``: [`DEERNotConvergedError`][jaxrnn.DEERNotConvergedError] outside ``jit``; inside
+        ``jit`` a host callback raises when the value is computed (JAX reports it as a
+        ``JaxRuntimeError`` with the same message). ``"nan"``: that sequence's outputs and carry
+        become NaN (no host round trip; the backward pass does the same to its gradients).
+        ``"warn"``: a ``RuntimeWarning``, results returned as they are. In every case ``info`` tells
+        the truth.
 
     Returns:
-      ``(carry, ys, info)``: as :func:`jaxrnn.unroll`, plus a :class:`DEERInfo` with
+      ``(carry, ys, info)``: as [`unroll`][jaxrnn.unroll], plus a [`DEERInfo`][jaxrnn.DEERInfo] with
       iterations, final residual and convergence of each sequence.
 
     Example:
