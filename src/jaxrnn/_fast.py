@@ -9,7 +9,7 @@ differently:
 * **Forward.** As the reference, plus the residuals the derivatives need, chosen as the
   coefficients of the tangent (so the backward loop only multiplies and adds).
 * **Derivatives.** The function is a ``jax.custom_jvp`` whose tangent is written so that
-  everything that does not depend on the state tangent is one GEMM outside the loop::
+  everything that does not depend on the state tangent is one GEMM outside the loop:
 
       dP  = dxs W_x + xs dW_x + db_x              # (time, batch, gates), one GEMM each
       dA0 = h_prev dW_h + db_h                    # h_prev: the states entering each step
@@ -21,7 +21,7 @@ differently:
   ``dW_h = h_prev^T dA``, ``dxs = dP W_x^T``), which is what cuDNN and oneDNN do.
   Higher derivatives work because the tangent rule is itself plain JAX.
 
-Each supported cell has a :class:`Kernel`: its pointwise gate math, the residuals the
+Each supported cell has a ``Kernel``: its pointwise gate math, the residuals the
 tangent needs, and the tangent of the pointwise math written out by hand. Cells without
 a kernel (or configurations a kernel does not cover) run the reference. The reference
 stays the oracle: ``tests/test_fast_path.py`` checks every kernel against it, values and
@@ -289,7 +289,7 @@ def remat_scan(
     body: Callable, carry: Any, xs: Any, *, reverse: bool, unroll: int | bool
 ) -> tuple[Any, Any]:
     """``lax.scan(body, carry, xs)`` that stores only the carry entering each segment of
-    :func:`segment_length` steps for the backward pass, and recomputes each segment there.
+    ``segment_length`` steps for the backward pass, and recomputes each segment there.
 
     ``jax.checkpoint`` on every step (the usual remat) still stores the carry of every step;
     checkpointing segments stores ``sqrt(time)`` of them, so memory per step falls to the
