@@ -294,11 +294,11 @@ def _check_key(where: str, key: Any) -> None:
     is_typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     is_raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
     if not (is_typed and key.shape == ()) and not is_raw:
-        got = describe_key(key)
+        got = _describe_key(key)
         fail(where, "key", "be a single PRNG key (jax.random.key(seed)) or None", got, TypeError)
 
 
-def describe_key(key: Any) -> str:
+def _describe_key(key: Any) -> str:
     if isinstance(key, jax.Array):
         return f"{key.dtype}{list(key.shape)}"
     return type(key).__name__
