@@ -65,20 +65,20 @@ class GRUParams(Cell):
 
     def recurrence(self, carry: jax.Array, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = carry
-        size = self.hidden_size
-        x_rz, x_n = projected[..., : 2 * size], projected[..., 2 * size :]
-        b_rz, b_n = (
-            (None, None) if self.b_h is None else (self.b_h[: 2 * size], self.b_h[2 * size :])
-        )
-        w_rz, w_n = self.w_h[:, : 2 * size], self.w_h[:, 2 * size :]
+        x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
         if self.reset_after:
-            h_all = affine(h, self.w_h, self.b_h)
-            r, z = jnp.split(jax.nn.sigmoid(x_rz + h_all[..., : 2 * size]), 2, axis=-1)
-            n = jnp.tanh(x_n + r * h_all[..., 2 * size :])
+            h_r, h_z, h_n = jnp.split(affine(h, self.w_h, self.b_h), 3, axis=-1)
+            r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+            n = jnp.tanh(x_n + r * h_n)
         else:
-            r, z = jnp.split(jax.nn.sigmoid(x_rz + affine(h, w_rz, b_rz)), 2, axis=-1)
-            n = jnp.tanh(x_n + affine(r * h, w_n, b_n))
-        h = (1.0 - z) * n + z * h
+            size = self.hidden_size
+            b_rz, b_n = (
+                (None, None) if self.b_h is None else (self.b_h[: 2 * size], self.b_h[2 * size :])
+            )
+            h_r, h_z = jnp.split(affine(h, self.w_h[:, : 2 * size], b_rz), 2, axis=-1)
+            r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+            n = jnp.tanh(x_n + affine(r * h, self.w_h[:, 2 * size :], b_n))
+        h = n + z * (h - n)  # = (1 - z) * n + z * h, one multiply fewer
         return h, h
 
 
