@@ -310,9 +310,9 @@ def test_carry_outputs_of_learned_init_and_regularized_cells():
     jax.tree.map(np.testing.assert_array_equal, new, out)
 
 
-def test_with_carry_outputs_rejects_composites():
+def test_carry_outputs_cannot_be_a_layer_or_wrapped_twice():
     params = jaxrnn.init_params(jax.random.key(0), "lstm", IN, HID, num_layers=2)
-    with pytest.raises(ValueError, match=r"with_carry_outputs: params must be a cell"):
-        jaxrnn.with_carry_outputs(params)
+    with pytest.raises(ValueError, match=r"with_carry_outputs: params must not contain"):
+        jaxrnn.with_carry_outputs(jaxrnn.with_carry_outputs(params))
     with pytest.raises(TypeError, match=r"CarryOutputs has no output_size"):
         jaxrnn.stack([jaxrnn.with_carry_outputs(params.layers[0]), params.layers[1]])

@@ -8,12 +8,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._cellwise import is_composite, map_cells
+from jaxrnn._cellwise import map_cells
 from jaxrnn._checks import check_tree_like, fail
 from jaxrnn._pytree import params_class, static_field
 from jaxrnn.cells._base import Cell
+from jaxrnn.composites import Bidirectional, BidirectionalState, Stack
+from jaxrnn.dropout import dropout
 from jaxrnn.regularization import Regularized, training_steps
-from jaxrnn.unrolling import Run, init_carry, register_unroller, unroll_params
+from jaxrnn.unrolling import (
+    Run,
+    _contains_bidirectional,
+    _step,
+    init_carry,
+    register_unroller,
+    unroll_params,
+)
 
 __all__ = ["CarryOutputs", "LearnedInit", "learned_init", "with_carry_outputs"]
 
@@ -95,10 +104,10 @@ def learned_init(params: Any, carry0: Any = None) -> Any:
 
 @params_class
 class CarryOutputs(Cell):
-    """A cell whose output at each step is its whole new carry; see
+    """Params whose output at each step is their whole new carry; see
     [`with_carry_outputs`][jaxrnn.with_carry_outputs]."""
 
-    cell: Any  # params of the wrapped cell (possibly LearnedInit or Regularized)
+    cell: Any  # the wrapped params: a cell (possibly LearnedInit or Regularized) or composite
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -109,26 +118,37 @@ class CarryOutputs(Cell):
         # Asked for by stack, bidirectional and readouts, none of which can take carries.
         raise TypeError(
             "CarryOutputs has no output_size: its outputs are carries, not features, so it "
-            "cannot feed a layer; apply with_carry_outputs to a cell that is unrolled alone"
+            "cannot feed a layer; apply with_carry_outputs to the whole stack or "
+            "bidirectional pair instead"
         )
 
     def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
         return self.cell.zero_carry(batch_shape, dtype)
 
     def step(self, carry: Any, x: jax.Array) -> tuple[Any, Any]:
-        carry, _ = self.cell.step(carry, x)
+        if _contains_bidirectional(self.cell):
+            fail(
+                "cell_step",
+                "params",
+                "be a cell or a stack of unidirectional layers (a bidirectional RNN needs "
+                "the whole sequence: use unroll)",
+                f"CarryOutputs({type(self.cell).__name__})",
+            )
+        carry, _ = _step(self.cell, carry, x)
         return carry, carry
 
 
 @params_class
 class _FlatCarryOutputs(Cell):
-    """``cell`` with its new carry, flattened into one feature vector, as output.
+    """``cell`` with its output and its new carry, flattened into one feature vector, as
+    output.
 
     The unroll methods mask and stack array outputs; flattening lets any method run it.
     """
 
     cell: Any
-    carry_shapes: tuple[tuple[int, ...], ...] = static_field()  # trailing shape of each leaf
+    # Trailing (non-batch) shape of the output y, then of each carry leaf.
+    shapes: tuple[tuple[int, ...], ...] = static_field()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -136,7 +156,7 @@ class _FlatCarryOutputs(Cell):
 
     @property
     def output_size(self) -> int:
-        return sum(math.prod(shape) for shape in self.carry_shapes)
+        return sum(math.prod(shape) for shape in self.shapes)
 
     def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
         return self.cell.zero_carry(batch_shape, dtype)
@@ -145,45 +165,98 @@ class _FlatCarryOutputs(Cell):
         return self.cell.input_projection(x)
 
     def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
-        carry, _ = self.cell.recurrence(carry, projected)
+        carry, y = self.cell.recurrence(carry, projected)
         flat = [
             leaf.reshape((*leaf.shape[: leaf.ndim - len(shape)], -1))
-            for leaf, shape in zip(jax.tree.leaves(carry), self.carry_shapes, strict=True)
+            for leaf, shape in zip([y, *jax.tree.leaves(carry)], self.shapes, strict=True)
         ]
         return carry, jnp.concatenate(flat, axis=-1)
 
 
-def _unroll_carry_outputs(params: CarryOutputs, carry: Any, xs: jax.Array, run: Run):
-    cell = params.cell
+def _unroll_cell_with_carries(cell: Any, carry: Any, xs: jax.Array, run: Run):
+    """``(carry, ys, carries)`` of one cell: its outputs as a plain unroll gives them (output
+    dropout included), and its carry after every step."""
     while isinstance(cell, LearnedInit):  # its initial carry is already in `carry`
         cell = cell.cell
     batch_ndim = xs.ndim - 1 - len(cell.input_shape)
+    output_mask = None
     if isinstance(cell, Regularized) and run.key is not None:
-        cell, xs, _ = training_steps(cell, xs, run.key)  # output dropout acts on y, unused
+        cell, xs, output_mask = training_steps(cell, xs, run.key)
+    y_spec = jax.eval_shape(lambda c, x: _step(cell, c, x)[1], carry, xs[0])
     leaves, treedef = jax.tree.flatten(carry)
-    shapes = tuple(tuple(leaf.shape[batch_ndim:]) for leaf in leaves)
+    specs = [y_spec, *leaves]
+    shapes = tuple(tuple(spec.shape[batch_ndim:]) for spec in specs)
     carry, flat = unroll_params(_FlatCarryOutputs(cell, shapes), carry, xs, run._replace(key=None))
     sizes = [math.prod(shape) for shape in shapes]
     parts = jnp.split(flat, [sum(sizes[:i]) for i in range(1, len(sizes))], axis=-1)
-    ys = [
-        part.reshape((*part.shape[:-1], *shape)) for part, shape in zip(parts, shapes, strict=True)
+    ys, *outs = [
+        part.reshape((*part.shape[:-1], *shape)).astype(spec.dtype)
+        for part, shape, spec in zip(parts, shapes, specs, strict=True)
     ]
-    dtypes = [leaf.dtype for leaf in leaves]
-    return carry, jax.tree.unflatten(
-        treedef, [y.astype(d) for y, d in zip(ys, dtypes, strict=True)]
-    )
+    if output_mask is not None:
+        ys = ys * output_mask
+    return carry, ys, jax.tree.unflatten(treedef, outs)
+
+
+def _unroll_with_carries(params: Any, carry: Any, xs: jax.Array, run: Run):
+    """``(carry, ys, carries)``: ``unroll_params``'s ``(carry, ys)``, and the carry of every
+    cell after every step in the carry's structure. Composites split keys and apply
+    dropout exactly as their plain unrollers in ``jaxrnn.unrolling`` do, so ``ys`` and
+    ``carry`` match a plain unroll with the same key."""
+    if isinstance(params, Stack):
+        n = len(params.layers)
+        keys = [None] * (2 * n) if run.key is None else list(jax.random.split(run.key, 2 * n))
+        new_carry, carries = [], []
+        for i, (layer, layer_carry) in enumerate(zip(params.layers, carry, strict=True)):
+            layer_run = run._replace(key=keys[i])
+            layer_carry, xs, layer_carries = _unroll_with_carries(layer, layer_carry, xs, layer_run)
+            dropout_key = keys[n + i]
+            if dropout_key is not None and i < n - 1 and params.dropout > 0:
+                xs = dropout(dropout_key, xs, params.dropout)
+            new_carry.append(layer_carry)
+            carries.append(layer_carries)
+        return tuple(new_carry), xs, tuple(carries)
+    if isinstance(params, Bidirectional):
+        kf, kb = (None, None) if run.key is None else jax.random.split(run.key)
+        carry_f, ys_f, carries_f = _unroll_with_carries(
+            params.forward, carry.forward, xs, run._replace(key=kf)
+        )
+        backward_run = run._replace(key=kb, reverse=not run.reverse)
+        carry_b, ys_b, carries_b = _unroll_with_carries(
+            params.backward, carry.backward, xs, backward_run
+        )
+        return (
+            BidirectionalState(carry_f, carry_b),
+            params.merge_outputs(ys_f, ys_b),
+            BidirectionalState(carries_f, carries_b),
+        )
+    return _unroll_cell_with_carries(params, carry, xs, run)
+
+
+def _unroll_carry_outputs(params: CarryOutputs, carry: Any, xs: jax.Array, run: Run):
+    carry, _, carries = _unroll_with_carries(params.cell, carry, xs, run)
+    return carry, carries
 
 
 register_unroller(CarryOutputs, _unroll_carry_outputs)
 
 
+def _contains_carry_outputs(params: Any) -> bool:
+    if isinstance(params, Stack):
+        return any(map(_contains_carry_outputs, params.layers))
+    if isinstance(params, Bidirectional):
+        return _contains_carry_outputs(params.forward) or _contains_carry_outputs(params.backward)
+    return isinstance(params, CarryOutputs)
+
+
 def with_carry_outputs(params: Any) -> CarryOutputs:
-    """Make a cell output its whole carry at every step (e.g. an LSTM's ``c_t`` too).
+    """Make params output their whole carry at every step (e.g. an LSTM's ``c_t`` too).
 
     ``unroll`` then returns ``(carry, carries)`` where ``carries`` has the carry's
     structure with a leading time axis: for an LSTM, ``carries.h[t]`` and
     ``carries.c[t]`` are ``h_t`` and ``c_t`` (the usual ``ys`` is ``carries.h``). Lengths
-    and ``reverse`` act as for ``ys``: steps ``t >= lengths`` hold zeros. Equivalent to:
+    and ``reverse`` act as for ``ys``: steps ``t >= lengths`` hold zeros. For a cell,
+    equivalent to:
 
         carries = []
         for t in range(xs.shape[0]):
@@ -191,14 +264,26 @@ def with_carry_outputs(params: Any) -> CarryOutputs:
             carries.append(carry)
         return carry, jax.tree.map(lambda *c: jnp.stack(c), *carries)
 
+    Composites keep running as usual, each layer feeding its outputs ``y`` (after the
+    stack's dropout, when ``unroll`` gets a key) to the next; only what is returned
+    changes. For a [`stack`][jaxrnn.stack], ``carries`` is a tuple with one entry per layer,
+    ``carries[i] = unroll(with_carry_outputs(layer_i), carry[i], xs_i)[1]`` where ``xs_i`` is
+    the plain stack's input to layer ``i``; for a [`bidirectional`][jaxrnn.bidirectional]
+    pair it is ``BidirectionalState(forward, backward)``, the backward carries at their
+    input positions (as ``reverse=True`` aligns them). With ``batch_shape`` and ``time``
+    from ``xs``, every leaf has shape ``(time, *batch_shape, *state_shape)``, and the final
+    carry is the plain unroll's. [`cell_step`][jaxrnn.cell_step] returns ``(carry, carry)``
+    (for a cell or a stack of unidirectional layers).
+
     Args:
       params: a cell, possibly wrapped by [`learned_init`][jaxrnn.learned_init] or
         [`regularize`][jaxrnn.regularize] (zoneout and recurrent dropout act as usual; output
-        dropout, which acts on ``y``, does not apply to carries). Not a stack or a
-        bidirectional pair: their outputs feed layers and must stay arrays.
+        dropout acts on ``y``, so only on what a layer feeds the next, not on carries), or a
+        stack or bidirectional composite of such cells. The result has no ``output_size``,
+        so it cannot itself be a layer of a composite: wrap the whole composite.
 
     Returns:
-      A [`CarryOutputs`][jaxrnn.CarryOutputs] params pytree, with the cell's params as its leaves.
+      A [`CarryOutputs`][jaxrnn.CarryOutputs] params pytree, with the params as its leaves.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
@@ -209,15 +294,20 @@ def with_carry_outputs(params: Any) -> CarryOutputs:
       (5, 2, 4)
       >>> bool(jnp.allclose(carries.h, jaxrnn.unroll(lstm, None, jnp.ones((5, 2, 3)))[1]))
       True
+      >>> deep = jaxrnn.init_params(jax.random.key(1), "lstm", 3, 4, num_layers=2,
+      ...                           bidirectional=True)
+      >>> _, carries = jaxrnn.unroll(jaxrnn.with_carry_outputs(deep), None,
+      ...                            jnp.ones((5, 2, 3)))
+      >>> len(carries), carries[1].backward.c.shape
+      (2, (5, 2, 4))
     """
     if not hasattr(params, "zero_carry"):
         fail("with_carry_outputs", "params", "be jaxrnn params", type(params).__name__, TypeError)
-    if is_composite(params) or isinstance(params, CarryOutputs):
+    if _contains_carry_outputs(params):
         fail(
             "with_carry_outputs",
             "params",
-            "be a cell (wrap the cells of a stack or bidirectional pair and unroll them "
-            "one by one)",
+            "not contain CarryOutputs (apply with_carry_outputs once, to the outermost params)",
             type(params).__name__,
         )
     return CarryOutputs(params)
