@@ -12,7 +12,7 @@ Cells know nothing about time, masking or unrolling.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +47,34 @@ class Cell:
     def step(self, carry: Any, x: jax.Array) -> tuple[Any, jax.Array]:
         """One time step: ``recurrence(carry, input_projection(x))``."""
         return self.recurrence(carry, self.input_projection(x))
+
+
+class VectorCell(Cell):
+    """Shared structure of cells whose input is a vector and whose state is ``h``.
+
+    The params hold ``w_x`` of shape ``(input_size, gates * hidden_size)`` and ``w_h`` of
+    shape ``(hidden_size, gates * hidden_size)``; sizes are read off them. A subclass with a
+    richer carry (e.g. an LSTM's ``(h, c)``) overrides ``zero_carry``.
+    """
+
+    if TYPE_CHECKING:  # fields of the subclasses' dataclasses, not fields of this class
+        w_x: jax.Array
+        w_h: jax.Array
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.w_x.shape[0],)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w_h.shape[0]
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
+        return jnp.zeros((*batch_shape, self.hidden_size), dtype)
 
 
 def affine(x: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:

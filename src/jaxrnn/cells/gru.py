@@ -12,8 +12,8 @@ from jaxrnn._pytree import params_class, static_field
 from jaxrnn.cells._base import (
     LECUN_NORMAL,
     ORTHOGONAL,
-    Cell,
     Initializer,
+    VectorCell,
     affine,
     gatewise,
     init_biases,
@@ -21,7 +21,7 @@ from jaxrnn.cells._base import (
 
 
 @params_class
-class GRUParams(Cell):
+class GRUParams(VectorCell):
     """Parameters of a GRU cell, gates in PyTorch's order r, z, n.
 
     With ``reset_after=True`` (PyTorch and cuDNN, the default):
@@ -44,21 +44,6 @@ class GRUParams(Cell):
     b_x: jax.Array | None  # shape=(3 * hidden_size,), or None without bias
     b_h: jax.Array | None  # shape=(3 * hidden_size,), or None without bias
     reset_after: bool = static_field(True)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.w_x.shape[0],)
-
-    @property
-    def hidden_size(self) -> int:
-        return self.w_h.shape[0]
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
-
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
-        return jnp.zeros((*batch_shape, self.hidden_size), dtype)
 
     def input_projection(self, x: jax.Array) -> jax.Array:
         return affine(x, self.w_x, self.b_x)

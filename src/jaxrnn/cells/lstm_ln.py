@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax.nn import initializers
 
 from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import LECUN_NORMAL, ORTHOGONAL, Cell, Initializer, gatewise
+from jaxrnn.cells._base import LECUN_NORMAL, ORTHOGONAL, Initializer, VectorCell, gatewise
 from jaxrnn.cells.lstm import LSTMState
 
 
@@ -21,7 +21,7 @@ def layer_norm(a: jax.Array, gain: jax.Array, epsilon: float) -> jax.Array:
 
 
 @params_class
-class LayerNormLSTMParams(Cell):
+class LayerNormLSTMParams(VectorCell):
     """Parameters of a layer-normalized LSTM, gates in the order i, f, g, o.
 
     $$
@@ -60,18 +60,6 @@ class LayerNormLSTMParams(Cell):
     gain_c: jax.Array  # shape=(hidden_size,): γ_c
     bias_c: jax.Array | None  # shape=(hidden_size,): β_c, or None without bias
     epsilon: float = static_field(1e-5)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.w_x.shape[0],)
-
-    @property
-    def hidden_size(self) -> int:
-        return self.w_h.shape[0]
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
 
     def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> LSTMState:
         zeros = jnp.zeros((*batch_shape, self.hidden_size), dtype)

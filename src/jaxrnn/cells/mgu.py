@@ -9,11 +9,11 @@ import jax.numpy as jnp
 from jax.nn import initializers
 
 from jaxrnn._pytree import params_class
-from jaxrnn.cells._base import LECUN_NORMAL, ORTHOGONAL, Cell, Initializer, affine, gatewise
+from jaxrnn.cells._base import LECUN_NORMAL, ORTHOGONAL, Initializer, VectorCell, affine, gatewise
 
 
 @params_class
-class MGUParams(Cell):
+class MGUParams(VectorCell):
     """Parameters of a minimal gated unit, blocks in the order f, h̃.
 
     $$
@@ -42,21 +42,6 @@ class MGUParams(Cell):
     w_x: jax.Array  # shape=(input_size, 2 * hidden_size): [W_xf, W_xh]
     w_h: jax.Array  # shape=(hidden_size, 2 * hidden_size): [W_hf, W_hh]
     b: jax.Array | None  # shape=(2 * hidden_size,): [b_f, b_h], or None without bias
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.w_x.shape[0],)
-
-    @property
-    def hidden_size(self) -> int:
-        return self.w_h.shape[0]
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
-
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
-        return jnp.zeros((*batch_shape, self.hidden_size), dtype)
 
     def input_projection(self, x: jax.Array) -> jax.Array:
         return affine(x, self.w_x, self.b)

@@ -13,8 +13,8 @@ from jaxrnn._pytree import params_class, static_field
 from jaxrnn.cells._base import (
     LECUN_NORMAL,
     ORTHOGONAL,
-    Cell,
     Initializer,
+    VectorCell,
     affine,
     gatewise,
     init_biases,
@@ -24,7 +24,7 @@ ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
 @params_class
-class RNNParams(Cell):
+class RNNParams(VectorCell):
     """Parameters of an Elman RNN cell.
 
     $$
@@ -40,21 +40,6 @@ class RNNParams(Cell):
     b_x: jax.Array | None  # shape=(hidden_size,), or None without bias
     b_h: jax.Array | None  # shape=(hidden_size,), or None without bias
     activation: str = static_field("tanh")
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.w_x.shape[0],)
-
-    @property
-    def hidden_size(self) -> int:
-        return self.w_h.shape[0]
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
-
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
-        return jnp.zeros((*batch_shape, self.hidden_size), dtype)
 
     def input_projection(self, x: jax.Array) -> jax.Array:
         return affine(x, self.w_x, self.b_x)
