@@ -54,6 +54,19 @@ CELLS = [
 ]
 
 
+#: Cells outside PyTorch's family. Their equations are checked against NumPy loops in
+#: test_cell_variants.py and test_parallel.py; listed here, they also get every shared
+#: invariant test (``any_cell`` and ``model``: gradients, reverse, lengths, jit).
+OTHER_CELLS = [
+    CellSpec("lstm_ln", {}),
+    CellSpec("mgu", {}),
+    CellSpec("mingru", {}),
+    CellSpec("minlstm", {}),
+    CellSpec("lru", {}),
+]
+
+ALL_CELLS = CELLS + OTHER_CELLS
+
 #: Composites that ``init_params`` builds, for tests that hold for any params.
 COMPOSITES = [
     CellSpec("lstm", {"num_layers": 2}),
@@ -68,9 +81,15 @@ def cell(request: pytest.FixtureRequest) -> CellSpec:
     return request.param
 
 
-@pytest.fixture(params=CELLS + COMPOSITES, ids=[spec.id for spec in CELLS + COMPOSITES])
+@pytest.fixture(params=ALL_CELLS, ids=[spec.id for spec in ALL_CELLS])
+def any_cell(request: pytest.FixtureRequest) -> CellSpec:
+    """Each cell of ``CELLS`` and ``OTHER_CELLS`` in turn."""
+    return request.param
+
+
+@pytest.fixture(params=ALL_CELLS + COMPOSITES, ids=[spec.id for spec in ALL_CELLS + COMPOSITES])
 def model(request: pytest.FixtureRequest) -> CellSpec:
-    """Each cell under test, then each composite (see ``CELLS`` and ``COMPOSITES``)."""
+    """Each cell (``ALL_CELLS``), then each composite (``COMPOSITES``)."""
     return request.param
 
 
