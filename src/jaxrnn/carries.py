@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxrnn._cellwise import map_cells
 from jaxrnn._checks import check_tree_like, fail
 from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import Cell
+from jaxrnn.cells._base import WrappedCell
 from jaxrnn.composites import Bidirectional, BidirectionalState, Stack
 from jaxrnn.dropout import dropout
 from jaxrnn.regularization import Regularized, training_steps
@@ -28,7 +28,7 @@ __all__ = ["CarryOutputs", "LearnedInit", "learned_init", "with_carry_outputs"]
 
 
 @params_class
-class LearnedInit(Cell):
+class LearnedInit(WrappedCell):
     """A cell whose initial carry is a parameter; see [`learned_init`][jaxrnn.learned_init].
 
     ``zero_carry`` (hence [`init_carry`][jaxrnn.init_carry] and ``unroll(params, None, xs)``)
@@ -37,14 +37,6 @@ class LearnedInit(Cell):
 
     cell: Any  # params of the wrapped cell
     carry0: Any  # the cell's carry for one sequence: init_carry(cell, ())'s structure
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.cell.input_shape
-
-    @property
-    def output_size(self) -> int:
-        return self.cell.output_size
 
     def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
         return jax.tree.map(
@@ -103,15 +95,11 @@ def learned_init(params: Any, carry0: Any = None) -> Any:
 
 
 @params_class
-class CarryOutputs(Cell):
+class CarryOutputs(WrappedCell):
     """Params whose output at each step is their whole new carry; see
     [`with_carry_outputs`][jaxrnn.with_carry_outputs]."""
 
     cell: Any  # the wrapped params: a cell (possibly LearnedInit or Regularized) or composite
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.cell.input_shape
 
     @property
     def output_size(self) -> int:
@@ -121,9 +109,6 @@ class CarryOutputs(Cell):
             "cannot feed a layer; apply with_carry_outputs to the whole stack or "
             "bidirectional pair instead"
         )
-
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
-        return self.cell.zero_carry(batch_shape, dtype)
 
     def step(self, carry: Any, x: jax.Array) -> tuple[Any, Any]:
         if _contains_bidirectional(self.cell):
@@ -139,7 +124,7 @@ class CarryOutputs(Cell):
 
 
 @params_class
-class _FlatCarryOutputs(Cell):
+class _FlatCarryOutputs(WrappedCell):
     """``cell`` with its output and its new carry, flattened into one feature vector, as
     output.
 
@@ -151,15 +136,8 @@ class _FlatCarryOutputs(Cell):
     shapes: tuple[tuple[int, ...], ...] = static_field()
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.cell.input_shape
-
-    @property
     def output_size(self) -> int:
         return sum(math.prod(shape) for shape in self.shapes)
-
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
-        return self.cell.zero_carry(batch_shape, dtype)
 
     def input_projection(self, x: jax.Array) -> Any:
         return self.cell.input_projection(x)

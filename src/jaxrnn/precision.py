@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from jaxrnn._checks import fail
 from jaxrnn._pytree import params_class, static_field
 from jaxrnn.cells import Cell, LSTMState
+from jaxrnn.cells._base import WrappedCell
 
 __all__ = ["MixedPrecision", "cast_params", "full_precision", "mixed_precision"]
 
@@ -91,7 +92,7 @@ def _compute_carry(carry: Any, dtype: Any) -> Any:
 
 
 @params_class
-class MixedPrecision(Cell):
+class MixedPrecision(WrappedCell):
     """A cell whose steps compute in ``compute_dtype``; params and carry keep their dtypes.
 
     ``step(carry, x)`` is the wrapped cell's step on ``cast_params(cell, compute_dtype)``
@@ -102,17 +103,6 @@ class MixedPrecision(Cell):
 
     cell: Any  # the wrapped cell's params (stored in the param dtype)
     compute_dtype: Any = static_field(jnp.dtype(jnp.bfloat16))
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.cell.input_shape
-
-    @property
-    def output_size(self) -> int:
-        return self.cell.output_size
-
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
-        return self.cell.zero_carry(batch_shape, dtype)
 
     def input_projection(self, x: jax.Array) -> Any:
         cell = cast_params(self.cell, self.compute_dtype)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxrnn._cellwise import map_cells
 from jaxrnn._checks import fail
 from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import Cell
+from jaxrnn.cells._base import Cell, WrappedCell
 from jaxrnn.dropout import dropout
 from jaxrnn.unrolling import Run, register_unroller, unroll_params
 
@@ -59,7 +59,7 @@ def _regularized_recurrence(
 
 
 @params_class
-class Regularized(Cell):
+class Regularized(WrappedCell):
     """A cell with variational dropout and zoneout; see [`regularize`][jaxrnn.regularize].
 
     Rates are static (``jit`` specializes on them); the cell's params are the only leaves.
@@ -71,17 +71,6 @@ class Regularized(Cell):
     recurrent_dropout: float = static_field(0.0)
     zoneout_h: float = static_field(0.0)
     zoneout_c: float = static_field(0.0)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.cell.input_shape
-
-    @property
-    def output_size(self) -> int:
-        return self.cell.output_size
-
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
-        return self.cell.zero_carry(batch_shape, dtype)
 
     def input_projection(self, x: jax.Array) -> Any:
         return self.cell.input_projection(x)

@@ -77,6 +77,26 @@ class VectorCell(Cell):
         return jnp.zeros((*batch_shape, self.hidden_size), dtype)
 
 
+class WrappedCell(Cell):
+    """A params type that wraps another's params in its field ``cell`` and has the wrapped
+    params' input shape, output size and carry unless it overrides them (the wrappers for
+    mixed precision, regularization, learned initial states and carry outputs)."""
+
+    if TYPE_CHECKING:  # a field of the subclasses' dataclasses, not of this class
+        cell: Any
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.cell.input_shape
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
+        return self.cell.zero_carry(batch_shape, dtype)
+
+
 def affine(x: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:
     """``x @ w + b`` (``b`` may be ``None``), over any leading dims of ``x``."""
     y = x @ w
