@@ -8,12 +8,12 @@ two methods compute the same recurrence; only the order of the arithmetic differ
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.cells._base import Cell
+from jaxrnn.cells._base import Cell, affine
 
 
 class LinearCell(Cell):
@@ -46,6 +46,44 @@ class LinearCell(Cell):
         a, b = self.linear_coefficients(projected)
         state = a * self.state_from_carry(carry) + b
         return self.carry_from_state(state), self.readout(state, projected)
+
+
+class LogSpaceCell(LinearCell):
+    """A linear cell whose input is a vector projected to ``num_blocks`` blocks of
+    ``hidden_size`` (``w_x``, ``b_x``) and whose coefficients come from log space, for
+    stability (minGRU, minLSTM): ``(a, b) = (exp(log a), exp(log b))``."""
+
+    num_blocks: ClassVar[int]  # blocks of hidden_size in w_x's columns
+
+    if TYPE_CHECKING:  # fields of the subclasses' dataclasses, not of this class
+        w_x: jax.Array
+        b_x: jax.Array | None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.w_x.shape[0],)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w_x.shape[1] // self.num_blocks
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
+        return jnp.zeros((*batch_shape, self.hidden_size), dtype)
+
+    def input_projection(self, x: jax.Array) -> jax.Array:
+        return affine(x, self.w_x, self.b_x)
+
+    def log_coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(log a, log b)``, each of shape ``(..., hidden_size)``."""
+        raise NotImplementedError
+
+    def linear_coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        log_a, log_b = self.log_coefficients(projected)
+        return jnp.exp(log_a), jnp.exp(log_b)
 
 
 def g(x: jax.Array) -> jax.Array:

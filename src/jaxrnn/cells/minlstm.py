@@ -9,12 +9,12 @@ import jax.numpy as jnp
 from jax.nn import initializers
 
 from jaxrnn._pytree import params_class
-from jaxrnn.cells._base import LECUN_NORMAL, Initializer, affine
-from jaxrnn.cells._linear import LinearCell, log_g
+from jaxrnn.cells._base import LECUN_NORMAL, Initializer
+from jaxrnn.cells._linear import LogSpaceCell, log_g
 
 
 @params_class
-class MinLSTMParams(LinearCell):
+class MinLSTMParams(LogSpaceCell):
     """Parameters of a minLSTM cell: input-only forget and input gates, normalized; blocks f, i, h̃.
 
     $$
@@ -35,33 +35,13 @@ class MinLSTMParams(LinearCell):
     w_x: jax.Array  # shape=(input_size, 3 * hidden_size), blocks f, i, h̃
     b_x: jax.Array | None  # shape=(3 * hidden_size,), or None without bias
 
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.w_x.shape[0],)
-
-    @property
-    def hidden_size(self) -> int:
-        return self.w_x.shape[1] // 3
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
-
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
-        return jnp.zeros((*batch_shape, self.hidden_size), dtype)
-
-    def input_projection(self, x: jax.Array) -> jax.Array:
-        return affine(x, self.w_x, self.b_x)
+    num_blocks = 3
 
     def log_coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(log a, log b) = (log f', log i' + log h̃)``."""
         k_f, k_i, v = jnp.split(projected, 3, axis=-1)
         d = jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)
         return -jax.nn.softplus(d), -jax.nn.softplus(-d) + log_g(v)
-
-    def linear_coefficients(self, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
-        log_a, log_b = self.log_coefficients(projected)
-        return jnp.exp(log_a), jnp.exp(log_b)
 
 
 def init(
