@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 from jax.test_util import check_grads
 
 import jaxrnn
@@ -250,6 +251,68 @@ def test_deer_equals_sequential(name, options, method):
     expected = UNROLL(params, carry, xs, **run)
     got = UNROLL(params, carry, xs, method=method, **run)
     tree_allclose(got, expected, 5e-5)
+
+
+#: Cells with an analytic ``jacobian_diagonal``, with every option that changes it.
+DIAGONAL_CELLS = [
+    ("rnn", {"activation": "tanh"}),
+    ("rnn", {"activation": "relu"}),
+    ("rnn", {"bias": False}),
+    ("gru", {"reset_after": True}),
+    ("gru", {"reset_after": False}),
+    ("gru", {"reset_after": False, "bias": False}),
+    ("lstm", {}),
+    ("lstm", {"bias": False}),
+    ("lstm", {"proj_size": 2}),
+]
+
+
+@pytest.mark.parametrize(("name", "options"), DIAGONAL_CELLS, ids=lambda v: str(v or ""))
+def test_jacobian_diagonal_equals_the_diagonal_of_jacfwd(x64, name, options):
+    """The analytic diagonal of ∂carry_t/∂carry_{t-1}, on the flattened state DEER uses
+    (an LSTM's ``(h, c)``: ``h`` first), equals the diagonal of the full Jacobian."""
+    kp, kc, kx, kb = jax.random.split(jax.random.key(30), 4)
+    bias_init = jax.nn.initializers.normal(1.0)  # non-zero biases reach every term
+    params = nonlinear_params(name, options, kp, jnp.float64)
+    if params.b_h is not None:
+        params = dataclasses.replace(params, b_h=bias_init(kb, params.b_h.shape, jnp.float64))
+    carry = random_carry(params, (5,), kc)
+    projected = params.input_projection(inputs(kx, num_steps=5, batch=1, dtype=jnp.float64)[:, 0])
+    _, unravel = ravel_pytree(jaxrnn.init_carry(params))
+
+    def expected(carry, projected):
+        step = lambda s: ravel_pytree(params.recurrence(unravel(s), projected)[0])[0]  # noqa: E731
+        return jnp.diagonal(jax.jacfwd(step)(ravel_pytree(carry)[0]))
+
+    def got(carry, projected):
+        return ravel_pytree(params.jacobian_diagonal(carry, projected))[0]
+
+    batched = params.jacobian_diagonal(carry, projected)  # leading batch dims broadcast
+    np.testing.assert_allclose(
+        jax.vmap(got)(carry, projected), jax.vmap(expected)(carry, projected), atol=1e-12
+    )
+    tree_allclose(batched, jax.vmap(params.jacobian_diagonal)(carry, projected), 1e-12)
+
+
+def test_quasi_deer_uses_the_analytic_diagonal(monkeypatch):
+    """The diagonal variant calls the cell's ``jacobian_diagonal`` (no jacfwd); a cell
+    without one (the MGU) falls back to the diagonal of its full Jacobian."""
+    calls = []
+    original = jaxrnn.cells.GRUParams.jacobian_diagonal
+
+    def counting(self, carry, projected):
+        calls.append(1)
+        return original(self, carry, projected)
+
+    monkeypatch.setattr(jaxrnn.cells.GRUParams, "jacobian_diagonal", counting)
+    params = nonlinear_params("gru", {}, jax.random.key(31))
+    xs = inputs(jax.random.key(32), num_steps=6, batch=1)
+    got = deer_unroll(params, None, xs, variant="diagonal")[:2]
+    assert calls
+    tree_allclose(got, jaxrnn.unroll(params, None, xs), 5e-5)
+    mgu = nonlinear_params("mgu", {}, jax.random.key(33))
+    assert not hasattr(mgu, "jacobian_diagonal")
+    tree_allclose(UNROLL(mgu, None, xs, method="quasi_deer"), UNROLL(mgu, None, xs), 5e-5)
 
 
 def test_deer_in_a_bidirectional_stack():

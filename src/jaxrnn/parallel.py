@@ -279,7 +279,27 @@ def _shift(s: jax.Array, s0: jax.Array) -> jax.Array:
     return jnp.concatenate([s0[None], s[:-1]])
 
 
-def _jacobians(f: Callable, s_prev, xs, valid, variant: str) -> jax.Array:
+def _diagonal(cell: Any, unravel: Callable) -> Callable | None:
+    """``d(s_prev, x, valid)``: the diagonal of ``∂f/∂s_prev`` from the cell's analytic
+    ``jacobian_diagonal(carry, projected)`` (a carry-shaped pytree, flattened here in
+    ``ravel_pytree``'s order), or ``None`` for a cell without one."""
+    if not hasattr(cell, "jacobian_diagonal"):
+        return None
+
+    def d(s_prev, x, valid):
+        diagonal = cell.jacobian_diagonal(unravel(s_prev), cell.input_projection(x))
+        diagonal = ravel_pytree(diagonal)[0].astype(s_prev.dtype)
+        return jnp.where(valid, diagonal, jnp.ones_like(diagonal))  # a masked step is I
+
+    return d
+
+
+def _jacobians(f: Callable, s_prev, xs, valid, variant: str, diagonal=None) -> jax.Array:
+    """``J_t = ∂f/∂s (s_prev_t, x_t)`` per step, ``(time, n, n)``, or its diagonal
+    ``(time, n)``: analytic when ``diagonal`` (from ``_diagonal``) is given, else the
+    diagonal of the full Jacobian (``n`` forward-mode products per step)."""
+    if variant == "diagonal" and diagonal is not None:
+        return jax.vmap(diagonal)(s_prev, xs, valid)
     jac = jax.vmap(jax.jacfwd(f), in_axes=(0, 0, 0))(s_prev, xs, valid)
     return jnp.diagonal(jac, axis1=-2, axis2=-1) if variant == "diagonal" else jac
 
@@ -382,16 +402,19 @@ def _setup(config: DEERConfig, cell, s0, xs, valid):
         step = _transition(cell, unravel)
         return jax.vmap(step)(_shift(s, s0), xs, valid)
 
-    return f, tol, residual_map
+    def jacobians(s_prev):
+        return _jacobians(f, s_prev, xs, valid, config.variant, _diagonal(cell, unravel))
+
+    return f, tol, residual_map, jacobians
 
 
 def _deer_solve_fwd(config: DEERConfig, cell, s0, xs, valid):
-    f, tol, _ = _setup(config, cell, s0, xs, valid)
+    f, tol, _, jacobians = _setup(config, cell, s0, xs, valid)
 
     def linearize(s):
         s_prev = _shift(s, s0)
         fs = jax.vmap(f)(s_prev, xs, valid)
-        jac = _jacobians(f, s_prev, xs, valid, config.variant) / (1.0 + config.damping)
+        jac = jacobians(s_prev) / (1.0 + config.damping)
         # The scan starts from 0, so step 0 must not subtract J_0 s0: its input s0 is
         # known exactly, and h_0 = f(s0, x_0) is the true first state.
         return fs, jac, fs - _apply(jac, _shift(s, jnp.zeros_like(s0)))
@@ -404,13 +427,13 @@ def _deer_solve_fwd(config: DEERConfig, cell, s0, xs, valid):
 def _deer_solve_bwd(config: DEERConfig, saved, cotangents):
     cell, s0, xs, valid, s = saved
     g_s = cotangents[0]
-    f, tol, residual_map = _setup(config, cell, s0, xs, valid)
+    _, tol, residual_map, jacobians = _setup(config, cell, s0, xs, valid)
     # At the solution s = F(s; cell, s0, xs). The implicit function theorem gives the
     # gradient as (∂F/∂θ)ᵀ λ, with λ the solution of λ = g + (∂F/∂s)ᵀ λ: a linear
     # recurrence backward in time, λ_t = g_t + J_{t+1}ᵀ λ_{t+1}. It is solved with the same
     # Newton-scan machinery (one iteration when J is full; a few with the diagonal).
     _, transpose = jax.vjp(lambda s: residual_map(s), s)
-    jac = _jacobians(f, _shift(s, s0), xs, valid, config.variant)
+    jac = jacobians(_shift(s, s0))
     jac = jnp.swapaxes(jac, -1, -2) if config.variant == "full" else jac
     # Reversed time: element u = T-1-t holds J_{t+1}ᵀ (zero for the last step).
     a_rev = jnp.concatenate([jac[1:], jnp.zeros_like(jac[:1])])[::-1]
@@ -553,8 +576,10 @@ def deer_unroll(
       tol: relative tolerance on the residual; ``None``: ``100 * eps`` of the dtype.
       max_iter: Newton iterations at most (the answer is exact after ``time`` of them).
       variant: ``"full"`` Jacobians (DEER, ``O(n^3)`` per step and iteration) or
-        ``"diagonal"`` (quasi-DEER, ``O(n)`` per step in the scan; the Jacobian is still
-        formed with ``n`` forward-mode products per step).
+        ``"diagonal"`` (quasi-DEER, ``O(n)`` per step in the scan). The diagonal comes
+        from the cell's analytic ``jacobian_diagonal(carry, projected)`` where it has one
+        (``"rnn"``, ``"gru"``, ``"lstm"``: about the cost of one step); for other cells
+        it is the diagonal of the full Jacobian (``n`` forward-mode products per step).
       damping: ``J ← J / (1 + damping)``; larger is slower but steadier.
       on_failure: when some sequence is not converged after ``max_iter``:
         ``"raise"``: [`DEERNotConvergedError`][jaxrnn.DEERNotConvergedError] outside ``jit``; inside

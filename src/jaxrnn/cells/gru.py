@@ -66,6 +66,62 @@ class GRUParams(VectorCell):
         h = n + z * (h - n)  # = (1 - z) * n + z * h, one multiply fewer
         return h, h
 
+    def jacobian_diagonal(self, carry: jax.Array, projected: jax.Array) -> jax.Array:
+        """The diagonal of ``∂h_t / ∂h_{t-1}`` of ``recurrence(carry, projected)``.
+
+        With ``d_k = (W_{hk})_{ii}`` the diagonal of gate ``k``'s recurrent block
+        (``w_h[i, k * hidden_size + i]``) and ``σ' = σ (1 - σ)``:
+
+        $$
+        \\begin{aligned}
+        \\partial r_i &= r_i (1 - r_i)\\, d_{r,i}, \\qquad
+        \\partial z_i = z_i (1 - z_i)\\, d_{z,i} \\\\
+        \\partial n_i &= (1 - n_i^2)\\,\\big(\\partial r_i\\, (h_{t-1} W_{hn} + b_{hn})_i
+          + r_i\\, d_{n,i}\\big) \\qquad (\\texttt{reset\\_after}) \\\\
+        \\partial n_i &= (1 - n_i^2)\\,\\big(r_i\\, d_{n,i}
+          + \\textstyle\\sum_j (W_{hr})_{ij} (W_{hn})_{ji}\\, h_j r_j (1 - r_j)\\big)
+          \\qquad (\\text{not } \\texttt{reset\\_after}) \\\\
+        \\frac{\\partial h_{t,i}}{\\partial h_{t-1,i}} &= (1 - z_i)\\, \\partial n_i + z_i
+          + (h_{t-1,i} - n_i)\\, \\partial z_i
+        \\end{aligned}
+        $$
+
+        ``O(hidden_size)`` beyond the step's own products with ``reset_after=True``; one
+        more vector-matrix product (every ``r_j`` reaches ``n_i`` through ``W_hn``)
+        without. Forming the whole Jacobian costs ``hidden_size`` times the step. Used by
+        quasi-DEER (``jaxrnn.deer_unroll(..., variant="diagonal")``).
+
+        Example:
+          >>> import jax, jax.numpy as jnp, jaxrnn
+          >>> params = jaxrnn.init_params(jax.random.key(0), "gru", 2, 3)
+          >>> h, p = jnp.ones(3), params.input_projection(jnp.ones(2))
+          >>> full = jax.jacfwd(lambda h: params.recurrence(h, p)[0])(h)
+          >>> bool(jnp.allclose(params.jacobian_diagonal(h, p), jnp.diagonal(full)))
+          True
+        """
+        h, size = carry, self.hidden_size
+        x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
+        # w_h[i, k * size + j] -> blocks[i, k, j]; gate k's diagonal is blocks[i, k, i].
+        d_r, d_z, d_n = jnp.diagonal(self.w_h.reshape(size, 3, size), axis1=0, axis2=2)
+        if self.reset_after:
+            h_r, h_z, h_n = jnp.split(affine(h, self.w_h, self.b_h), 3, axis=-1)
+            r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+            n = jnp.tanh(x_n + r * h_n)
+            dn = (1 - n**2) * (r * (1 - r) * d_r * h_n + r * d_n)
+        else:
+            b_rz, b_n = (
+                (None, None) if self.b_h is None else (self.b_h[: 2 * size], self.b_h[2 * size :])
+            )
+            w_hr, w_hn = self.w_h[:, :size], self.w_h[:, 2 * size :]
+            h_r, h_z = jnp.split(affine(h, self.w_h[:, : 2 * size], b_rz), 2, axis=-1)
+            r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+            n = jnp.tanh(x_n + affine(r * h, w_hn, b_n))
+            # ∂(r h)_j / ∂h_i = δ_ij r_j + h_j r_j (1 - r_j) (W_hr)_ij, then through W_hn.
+            through_r = (h * r * (1 - r)) @ (w_hr.T * w_hn)
+            dn = (1 - n**2) * (r * d_n + through_r)
+        dz = z * (1 - z) * d_z
+        return (1 - z) * dn + z + (h - n) * dz
+
 
 def init(
     key: jax.Array,

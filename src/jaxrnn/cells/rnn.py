@@ -48,6 +48,33 @@ class RNNParams(VectorCell):
         h = ACTIVATIONS[self.activation](projected + affine(carry, self.w_h, self.b_h))
         return h, h
 
+    def jacobian_diagonal(self, carry: jax.Array, projected: jax.Array) -> jax.Array:
+        """The diagonal of ``∂h_t / ∂h_{t-1}`` of ``recurrence(carry, projected)``.
+
+        With ``a = projected + h_{t-1} W_h + b_h``:
+
+        $$
+        \\frac{\\partial h_{t,i}}{\\partial h_{t-1,i}} = \\mathrm{act}'(a_i)\\, (W_h)_{ii},
+        \\qquad \\tanh' = 1 - \\tanh^2, \\quad \\mathrm{relu}'(a) = [a > 0]
+        $$
+
+        ``O(hidden_size)`` beyond the step's own matrix product, where forming the whole
+        Jacobian and taking its diagonal costs ``hidden_size`` times the step. Used by
+        quasi-DEER (``jaxrnn.deer_unroll(..., variant="diagonal")``).
+
+        Example:
+          >>> import jax, jax.numpy as jnp, jaxrnn
+          >>> params = jaxrnn.init_params(jax.random.key(0), "rnn", 2, 3)
+          >>> h, p = jnp.ones(3), params.input_projection(jnp.ones(2))
+          >>> full = jax.jacfwd(lambda h: params.recurrence(h, p)[0])(h)
+          >>> bool(jnp.allclose(params.jacobian_diagonal(h, p), jnp.diagonal(full)))
+          True
+        """
+        pre = projected + affine(carry, self.w_h, self.b_h)
+        # relu's derivative at 0 is taken as 0, as jax.nn.relu's is.
+        slope = 1 - jnp.tanh(pre) ** 2 if self.activation == "tanh" else (pre > 0).astype(pre.dtype)
+        return slope * jnp.diagonal(self.w_h)
+
 
 def init(
     key: jax.Array,
