@@ -98,3 +98,24 @@ def g(x: jax.Array) -> jax.Array:
 def log_g(x: jax.Array) -> jax.Array:
     """``log(g(x))`` without forming ``g(x)`` first: ``-softplus(-x)`` below 0."""
     return jnp.where(x >= 0, jnp.log(jax.nn.relu(x) + 0.5), -jax.nn.softplus(-x))
+
+
+def init_log_space(
+    params_type: type[LogSpaceCell],
+    key: jax.Array,
+    input_size: int,
+    hidden_size: int,
+    *,
+    bias: bool,
+    kernel_init: Any,
+    bias_init: Any,
+    dtype: Any,
+) -> Any:
+    """A log-space cell's params: ``w_x`` of ``num_blocks * hidden_size`` columns and
+    its bias (``None`` without bias), from the given initializers."""
+    width = params_type.num_blocks * hidden_size
+    kx, kb = jax.random.split(key)
+    return params_type(
+        w_x=kernel_init(kx, (input_size, width), dtype),
+        b_x=bias_init(kb, (width,), dtype) if bias else None,
+    )

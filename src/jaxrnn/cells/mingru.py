@@ -10,7 +10,7 @@ from jax.nn import initializers
 
 from jaxrnn._pytree import params_class
 from jaxrnn.cells._base import LECUN_NORMAL, Initializer
-from jaxrnn.cells._linear import LogSpaceCell, log_g
+from jaxrnn.cells._linear import LogSpaceCell, init_log_space, log_g
 
 
 @params_class
@@ -55,8 +55,13 @@ def init(
     dtype: Any = jnp.float32,
 ) -> MinGRUParams:
     """minGRU params: LeCun-normal ``w_x``, zero biases (no recurrent weights exist)."""
-    kx, kb = jax.random.split(key)
-    return MinGRUParams(
-        w_x=kernel_init(kx, (input_size, 2 * hidden_size), dtype),
-        b_x=bias_init(kb, (2 * hidden_size,), dtype) if bias else None,
+    return init_log_space(
+        MinGRUParams,
+        key,
+        input_size,
+        hidden_size,
+        bias=bias,
+        kernel_init=kernel_init,
+        bias_init=bias_init,
+        dtype=dtype,
     )
