@@ -20,6 +20,11 @@ from jaxrnn.cells import (
     RNNParams,
 )
 from jaxrnn.composites import Bidirectional, BidirectionalState, Stack, bidirectional, stack
+from jaxrnn.cudnn import (  # also registers the unroll method "cudnn"
+    CuDNNFallbackWarning,
+    from_cudnn_weights,
+    to_cudnn_weights,
+)
 from jaxrnn.dropout import dropout
 from jaxrnn.generation import decoded_lengths, generate
 from jaxrnn.initialization import init_params
@@ -77,6 +82,7 @@ __all__ = [
     "BidirectionalState",
     "CarryOutputs",
     "ConvLSTMParams",
+    "CuDNNFallbackWarning",
     "DEERInfo",
     "DEERNotConvergedError",
     "GRUParams",
@@ -109,6 +115,7 @@ __all__ = [
     "encode",
     "final_hidden",
     "fit",
+    "from_cudnn_weights",
     "from_torch",
     "generate",
     "greedy_decode",
@@ -139,6 +146,7 @@ __all__ = [
     "shift_right",
     "split_chunks",
     "stack",
+    "to_cudnn_weights",
     "to_torch",
     "truncated_bptt",
     "unroll",

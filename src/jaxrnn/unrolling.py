@@ -208,6 +208,11 @@ _UNROLLERS: dict[type, Callable[[Any, Any, jax.Array, Run], tuple[Any, jax.Array
 #: ``method name -> unroller(cell, carry, xs, run) -> (carry, ys)`` for cells.
 _METHODS: dict[str, Callable[[Any, Any, jax.Array, Run], tuple[Any, jax.Array]]] = {}
 
+#: ``method name -> claim(params, carry, xs, run) -> (carry, ys) or None``: tried before the
+#: dispatch on type, so a method can run a whole composite at once (``"cudnn"`` runs a
+#: stack of LSTM layers in one kernel call); ``None`` declines and the dispatch goes on.
+_CLAIMS: dict[str, Callable[[Any, Any, jax.Array, Run], tuple[Any, jax.Array] | None]] = {}
+
 
 def register_unroller(params_type: type, unroller: Callable) -> None:
     """Make ``unroll`` run params of ``params_type`` with ``unroller(params, carry, xs, run)``.
@@ -218,13 +223,24 @@ def register_unroller(params_type: type, unroller: Callable) -> None:
     _UNROLLERS[params_type] = unroller
 
 
-def register_method(name: str, unroller: Callable) -> None:
-    """Add ``unroll(..., method=name)`` for cells: ``unroller(cell, carry, xs, run)``."""
+def register_method(name: str, unroller: Callable, *, claim: Callable | None = None) -> None:
+    """Add ``unroll(..., method=name)`` for cells: ``unroller(cell, carry, xs, run)``.
+
+    With ``claim``, ``claim(params, carry, xs, run)`` is first offered every params the
+    method reaches, composites included, and returns ``(carry, ys)`` or ``None``.
+    """
     _METHODS[name] = unroller
+    if claim is not None:
+        _CLAIMS[name] = claim
 
 
 def unroll_params(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
-    """``unroll`` after validation: dispatch on the params type, then on ``run.method``."""
+    """``unroll`` after validation: a method's claim, then the params type, then ``run.method``."""
+    claim = _CLAIMS.get(run.method)
+    if claim is not None:
+        claimed = claim(params, carry, xs, run)
+        if claimed is not None:
+            return claimed
     unroller = _UNROLLERS.get(type(params))
     if unroller is None:
         unroller = _METHODS[run.method]
@@ -356,7 +372,10 @@ def unroll(
         method over the whole trajectory with full / diagonal Jacobians, for nonlinear
         cells; raises [`DEERNotConvergedError`][jaxrnn.DEERNotConvergedError] if it does not
         converge). See [`jaxrnn.parallel`][jaxrnn.parallel] and [`deer_unroll`][jaxrnn.deer_unroll]
-        for options and reports.
+        for options and reports. ``"cudnn"`` (LSTMs, their stacks and bidirectional
+        pairs in one cuDNN call on a GPU; other cells, or no GPU, run ``"sequential"``
+        with a [`CuDNNFallbackWarning`][jaxrnn.CuDNNFallbackWarning]; see
+        [`jaxrnn.cudnn`][jaxrnn.cudnn]).
 
     Returns:
       ``(carry, ys)``: the final carry and outputs ``(time, ..., output_size)``.
