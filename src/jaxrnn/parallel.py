@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -236,11 +237,20 @@ class DEERConfig:
     (infinity norms over the flattened state); ``None`` gives ``100 * eps`` of the dtype
     (about ``1.2e-5`` in float32). ``max_iter``: Newton iterations at most.
     ``variant``: ``"full"`` Jacobians (``(n, n)`` per step, ``O(n^3)`` per scan element) or
-    their ``"diagonal"`` (quasi-DEER, ``O(n)``). ``damping``: ``J ← J / (1 + damping)``,
-    a simple stabilizer in the spirit of ELK's trust region (not ELK's Kalman-smoother
-    step): it shrinks each linearized recurrence toward the always-convergent fixed-point
-    (Picard) iteration ``J = 0``. ``on_failure``: what to do when not converged, see
-    [`deer_unroll`][jaxrnn.deer_unroll].
+    their ``"diagonal"`` (quasi-DEER, ``O(n)``). ``trust_region``: ``λ`` of ELK
+    (Gonzalez et al. 2024): each iteration takes the trajectory minimizing
+    ``Σ_t |s_t - J_t s_{t-1} - b_t|² + λ Σ_t |s_t - ŝ_t|²`` (a Kalman smoother, run as
+    parallel scans) instead of solving the linearized recurrence exactly; ``None``: plain
+    DEER steps (``λ = 0``). With ``variant="full"`` this is ELK, with ``"diagonal"``
+    quasi-ELK. ``damping``: ``J ← J / (1 + damping)``, a simpler stabilizer that shrinks
+    each linearized recurrence toward the always-convergent fixed-point (Picard) iteration
+    ``J = 0``; it can be combined with a trust region. ``on_failure``: what to do when not
+    converged, see [`deer_unroll`][jaxrnn.deer_unroll].
+
+    Example:
+      >>> from jaxrnn.parallel import DEERConfig
+      >>> DEERConfig(variant="diagonal", trust_region=1.0).trust_region
+      1.0
     """
 
     tol: float | None = None
@@ -248,6 +258,7 @@ class DEERConfig:
     variant: str = "full"
     damping: float = 0.0
     on_failure: str = "raise"
+    trust_region: float | None = None
 
 
 class DEERInfo(NamedTuple):
@@ -314,6 +325,122 @@ def _apply(a: jax.Array, s: jax.Array) -> jax.Array:
     return jnp.einsum("...ij,...j->...i", a, s) if a.ndim == s.ndim + 1 else a * s
 
 
+# --------------------------------------------------------------------------------------
+# ELK: the trust-region Newton step, by a parallel Kalman smoother
+# --------------------------------------------------------------------------------------
+
+
+def _transpose(m: jax.Array) -> jax.Array:
+    return jnp.swapaxes(m, -1, -2)
+
+
+def _filter_elementwise(first, second):
+    """Combine two filtering elements ``(A, b, C, η, J)`` of scalar state-space models,
+    ``first`` earlier in time (Särkkä & García-Fernández 2021, Lemma 8, one dimension)."""
+    a1, b1, c1, eta1, j1 = first
+    a2, b2, c2, eta2, j2 = second
+    d = 1 / (1 + c1 * j2)  # C, J >= 0, so 0 < d <= 1
+    return (
+        a2 * d * a1,
+        a2 * d * (b1 + c1 * eta2) + b2,
+        a2 * d * c1 * a2 + c2,
+        a1 * d * (eta2 - j2 * b1) + eta1,
+        a1 * d * j2 * a1 + j1,
+    )
+
+
+def _filter_matrix(first, second):
+    """The same combination with ``(n, n)`` matrices ``A, C, J`` and vectors ``b, η``;
+    ``C`` and ``J`` are symmetric, so ``(I + J_2 C_1)^{-1} = (I + C_1 J_2)^{-T}``."""
+    a1, b1, c1, eta1, j1 = first
+    a2, b2, c2, eta2, j2 = second
+    n = a1.shape[-1]
+    m_t = _transpose(jnp.eye(n, dtype=a1.dtype) + c1 @ j2)  # (I + C_1 J_2)^T
+    rhs = jnp.concatenate(
+        [_transpose(a2), j2 @ a1, (eta2 - jnp.einsum("...ij,...j->...i", j2, b1))[..., None]],
+        axis=-1,
+    )
+    solved = jnp.linalg.solve(m_t, rhs)  # one factorization for the three right sides
+    a2_minv = _transpose(solved[..., :n])  # A_2 (I + C_1 J_2)^{-1}
+    ninv_j2_a1, ninv_eta = solved[..., n : 2 * n], solved[..., 2 * n]
+    mv = functools.partial(jnp.einsum, "...ij,...j->...i")
+    return (
+        a2_minv @ a1,
+        mv(a2_minv, b1 + mv(c1, eta2)) + b2,
+        a2_minv @ c1 @ _transpose(a2) + c2,
+        mv(_transpose(a1), ninv_eta) + eta1,
+        _transpose(a1) @ ninv_j2_a1 + j1,
+    )
+
+
+def _trust_region_step(
+    a: jax.Array, b: jax.Array, s_hat: jax.Array, trust_region: float
+) -> jax.Array:
+    """ELK's step: the trajectory closest to the linearized recurrence and to ``s_hat``.
+
+    Solves, with ``s_{-1} = 0`` fixed and ``λ = trust_region``,
+
+        min_s  Σ_t |s_t - a_t s_{t-1} - b_t|²  +  λ Σ_t |s_t - ŝ_t|²
+
+    which is the posterior mean of the linear-Gaussian state-space model
+    ``s_t = a_t s_{t-1} + b_t + w_t`` (``w_t ~ N(0, I)``), observed as ``ŝ_t = s_t + v_t``
+    (``v_t ~ N(0, I / λ)``): a Kalman filter forward, then a Rauch–Tung–Striebel smoother
+    backward, each as one parallel scan (Särkkä & García-Fernández 2021). With ``λ = 0``
+    it is the scan ``s_t = a_t s_{t-1} + b_t`` (the DEER step); as ``λ → ∞`` it stays at
+    ``ŝ``.
+
+    Args:
+      a: ``(time, n)`` diagonal (quasi-ELK: every dimension its own scalar model) or
+        ``(time, n, n)`` matrices (ELK); ``a_0`` is unused, as ``s_{-1} = 0``.
+      b: ``(time, n)`` offsets.
+      s_hat: ``(time, n)``, the current iterate.
+      trust_region: ``λ >= 0``.
+
+    Returns:
+      ``s`` of shape ``(time, n)``.
+    """
+    full = a.ndim == b.ndim + 1
+    kappa = trust_region / (1.0 + trust_region)  # Kalman gain and 1/S: here S = (1 + 1/λ) I
+    a = a.at[0].set(0)  # s_{-1} = 0 is known exactly: the first element has no transition
+    innovation = s_hat - b  # y_t - (prediction from a known s_{t-1} = 0)
+    mv = functools.partial(jnp.einsum, "...ij,...j->...i")
+    if full:
+        eye = jnp.eye(a.shape[-1], dtype=a.dtype)
+        elements = (
+            (1 - kappa) * a,
+            b + kappa * innovation,
+            jnp.broadcast_to((1 - kappa) * eye, a.shape),
+            kappa * mv(_transpose(a), innovation),
+            kappa * _transpose(a) @ a,
+        )
+        compose = _filter_matrix
+    else:
+        elements = (
+            (1 - kappa) * a,
+            b + kappa * innovation,
+            jnp.full_like(a, 1 - kappa),
+            kappa * a * innovation,
+            kappa * a * a,
+        )
+        compose = _filter_elementwise
+    _, mean, cov, _, _ = jax.lax.associative_scan(compose, elements)  # filtered m_t, P_t
+    # Smoother: s_t = E_t s_{t+1} + g_t backward, with E_t = P_t a'ᵀ (a' P_t a'ᵀ + I)^{-1},
+    # g_t = m_t - E_t (a' m_t + b'), a' = a_{t+1}, b' = b_{t+1}; the last step is s = m.
+    a_next, b_next = a[1:], b[1:]
+    m, p = mean[:-1], cov[:-1]
+    if full:
+        gram = a_next @ p @ _transpose(a_next) + eye
+        gain = _transpose(jnp.linalg.solve(_transpose(gram), a_next @ _transpose(p)))
+        offset = m - mv(gain, mv(a_next, m) + b_next)
+        gain = jnp.concatenate([gain, jnp.zeros_like(gain[:1])])
+    else:
+        gain = p * a_next / (a_next * p * a_next + 1)
+        offset = m - gain * (a_next * m + b_next)
+        gain = jnp.concatenate([gain, jnp.zeros_like(gain[:1])])
+    offset = jnp.concatenate([offset, mean[-1:]])
+    return _scan_affine(gain[::-1], offset[::-1])[::-1]
+
+
 def _newton(
     linearize: Callable,
     s_init: jax.Array,
@@ -321,14 +448,17 @@ def _newton(
     max_iter: int,
     scale_floor: float = 1.0,
     init_scale: jax.Array | None = None,
+    trust_region: float | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Solve ``s = F(s)`` for a trajectory ``s`` of shape ``(time, n)``.
 
     ``linearize(s) -> (F(s), a, b)`` where the Newton update is the scan
-    ``s'_t = a_t s'_{t-1} + b_t``. Returns ``(s, iterations, residual)``, the residual
-    being that of the returned ``s``. ``init_scale`` is ``max |s_init|`` when known more
-    cheaply (a broadcast zero carry under ``jit`` is a constant that XLA would otherwise
-    spend seconds constant-folding the reduction of).
+    ``s'_t = a_t s'_{t-1} + b_t`` or, with a ``trust_region``, ELK's step
+    ``_trust_region_step(a, b, s, trust_region)`` toward it. Returns
+    ``(s, iterations, residual)``, the residual being that of the returned ``s``.
+    ``init_scale`` is ``max |s_init|`` when known more cheaply (a broadcast zero carry
+    under ``jit`` is a constant that XLA would otherwise spend seconds constant-folding
+    the reduction of).
     """
 
     def measure(s, fs):
@@ -345,8 +475,11 @@ def _newton(
         return (k < max_iter) & (res > tol * scale) & jnp.isfinite(res)
 
     def body(state):
-        k, _, a, b, _, _ = state
-        s = _scan_affine(a, b)
+        k, s, a, b, _, _ = state
+        if trust_region is None:
+            s = _scan_affine(a, b)
+        else:
+            s = _trust_region_step(a, b, s, trust_region)
         fs, a, b = linearize(s)
         res, scale = measure(s, fs)
         return k + 1, s, a, b, res, scale
@@ -373,8 +506,8 @@ def _report(converged, residual, iterations, on_failure: str, where: str) -> Non
         message = (
             f"{where}: did not converge for {int((~converged).sum())} of {converged.size} "
             f"sequences (e.g. residual {float(residual.ravel()[first]):.3g} after "
-            f"{int(iterations.ravel()[first])} iterations); raise max_iter or tol, add "
-            "damping, or use method='sequential'"
+            f"{int(iterations.ravel()[first])} iterations); raise max_iter or tol, add a "
+            "trust_region (ELK) or damping, or use method='sequential'"
         )
         if on_failure == "raise":
             raise DEERNotConvergedError(message)
@@ -420,7 +553,14 @@ def _deer_solve_fwd(config: DEERConfig, cell, s0, xs, valid):
         return fs, jac, fs - _apply(jac, _shift(s, jnp.zeros_like(s0)))
 
     s_init = jnp.broadcast_to(s0, (xs.shape[0], *s0.shape))
-    s, k, res = _newton(linearize, s_init, tol, config.max_iter, init_scale=jnp.max(jnp.abs(s0)))
+    s, k, res = _newton(
+        linearize,
+        s_init,
+        tol,
+        config.max_iter,
+        init_scale=jnp.max(jnp.abs(s0)),
+        trust_region=config.trust_region,
+    )
     return (s, k, res), (cell, s0, xs, valid, s)
 
 
@@ -448,7 +588,12 @@ def _deer_solve_bwd(config: DEERConfig, saved, cotangents):
         return fl, a_rev, fl - _apply(a_rev, lam_next)
 
     # Relative tolerance only: gradients can be small, and a looser solve would bias them.
-    lam_rev, k, res = _newton(linearize, g_s[::-1], tol, config.max_iter, scale_floor=0.0)
+    # With full Jacobians one plain scan solves this linear problem exactly; with diagonal
+    # ones the quasi-Newton iteration may need ELK's trust region as the forward solve did.
+    trust_region = config.trust_region if config.variant == "diagonal" else None
+    lam_rev, k, res = _newton(
+        linearize, g_s[::-1], tol, config.max_iter, scale_floor=0.0, trust_region=trust_region
+    )
     converged = res <= tol * jnp.max(jnp.abs(lam_rev))
     lam = lam_rev[::-1]
     if config.on_failure == "nan":
@@ -498,7 +643,8 @@ def _deer_cell(
         s0, flat_xs, valid
     )
     res, scale = jax.lax.stop_gradient((res, scale))
-    converged = res <= _tolerance(config, s0.dtype) * jnp.maximum(1.0, scale)
+    # An overflowed trajectory has scale inf, and inf <= tol * inf: require a finite residual.
+    converged = jnp.isfinite(res) & (res <= _tolerance(config, s0.dtype) * jnp.maximum(1.0, scale))
     if config.on_failure == "nan":
         s_last = jnp.where(converged[:, None], s_last, jnp.nan)
         ys = jnp.where(converged[None, :, None], ys, jnp.nan)
@@ -527,6 +673,13 @@ def _check_config(where: str, config: DEERConfig) -> None:
         fail(where, "tol", "be positive or None", repr(config.tol))
     if not config.damping >= 0:
         fail(where, "damping", "be >= 0", repr(config.damping))
+    trust_region = config.trust_region
+    if trust_region is not None and (
+        isinstance(trust_region, bool) or not isinstance(trust_region, numbers.Real)
+    ):
+        fail(where, "trust_region", "be a float >= 0 or None", repr(trust_region), TypeError)
+    if trust_region is not None and not 0 <= trust_region < math.inf:
+        fail(where, "trust_region", "be a float >= 0 or None", repr(trust_region))
 
 
 def _check_deer_cell(where: str, cell: Any) -> None:
@@ -552,6 +705,7 @@ def deer_unroll(
     variant: str = "full",
     damping: float = 0.0,
     on_failure: str = "raise",
+    trust_region: float | None = None,
 ) -> tuple[Any, jax.Array, DEERInfo]:
     """Unroll a cell by Newton's method over the whole trajectory (DEER), with a report.
 
@@ -561,6 +715,17 @@ def deer_unroll(
         J_t = ∂f/∂h (ĥ_{t-1}, x_t)                        # full, or its diagonal
         h_t = J_t h_{t-1} + (f(ĥ_{t-1}, x_t) - J_t ĥ_{t-1})
         stop when max_t |h_t - f(h_{t-1}, x_t)| <= tol * max(1, max_t |h_t|)
+
+    With a ``trust_region`` ``λ`` (ELK, Gonzalez et al. 2024), each iteration instead
+    takes the Levenberg–Marquardt step, the trajectory closest to the linearized
+    recurrence and to the current guess:
+
+        h = argmin_h Σ_t |h_t - J_t h_{t-1} - b_t|² + λ Σ_t |h_t - ĥ_t|²
+
+    (``b_t`` the offset above), the posterior mean of a linear-Gaussian state-space
+    model, computed by a Kalman filter and smoother as parallel scans. Products of
+    ``J_t`` can no longer overflow (the smoother's variances stay below about ``1/λ``);
+    the solution, hence the gradients, are those of DEER.
 
     An LSTM's state ``(h, c)`` is flattened into one vector. Gradients use the implicit
     function theorem: a backward linear solve with the transposed, time-reversed scan.
@@ -581,6 +746,10 @@ def deer_unroll(
         (``"rnn"``, ``"gru"``, ``"lstm"``: about the cost of one step); for other cells
         it is the diagonal of the full Jacobian (``n`` forward-mode products per step).
       damping: ``J ← J / (1 + damping)``; larger is slower but steadier.
+      trust_region: ``λ >= 0`` of ELK (``variant="full"``) or quasi-ELK
+        (``"diagonal"``); ``None`` for plain DEER steps. Small values (``DEFAULT_TRUST_REGION``
+        = ``1e-6``) keep DEER's speed where it works and stop the overflow where it
+        does not; large ones make small, slow steps.
       on_failure: when some sequence is not converged after ``max_iter``:
         ``"raise"``: [`DEERNotConvergedError`][jaxrnn.DEERNotConvergedError] outside ``jit``; inside
         ``jit`` a host callback raises when the value is computed (JAX reports it as a
@@ -602,9 +771,17 @@ def deer_unroll(
       >>> _, ys_seq = jaxrnn.unroll(params, None, xs)
       >>> bool(info.converged), bool(jnp.allclose(ys, ys_seq, atol=1e-5))
       (True, True)
+      >>> _, ys, info = deer_unroll(params, None, xs, variant="diagonal", trust_region=1e-6)
+      >>> bool(info.converged), bool(jnp.allclose(ys, ys_seq, atol=1e-5))  # quasi-ELK
+      (True, True)
     """
     config = DEERConfig(
-        tol=tol, max_iter=max_iter, variant=variant, damping=damping, on_failure=on_failure
+        tol=tol,
+        max_iter=max_iter,
+        variant=variant,
+        damping=damping,
+        on_failure=on_failure,
+        trust_region=trust_region,
     )
     _check_config("deer_unroll", config)
     _check_params("deer_unroll", params)
@@ -635,10 +812,22 @@ def _deer_method(config: DEERConfig) -> Callable:
     return unroller
 
 
+#: ``λ`` of ``method="elk"`` and ``"quasi_elk"``. Chosen on small float32 Elman RNNs
+#: (tests/test_elk.py, docs/parallel.md): as fast as DEER where DEER converges, and it
+#: removed DEER's overflow where that happened; ``1e-8`` (the ELK reference code's
+#: default) still overflowed in float32, ``1e-4`` and above slowed convergence.
+DEFAULT_TRUST_REGION = 1e-6
+
 #: ``unroll(..., method="deer")``: full-Jacobian Newton, raising when not converged.
 DEER = DEERConfig(variant="full")
 #: ``unroll(..., method="quasi_deer")``: diagonal-Jacobian Newton, raising when not converged.
 QUASI_DEER = DEERConfig(variant="diagonal", max_iter=500)
+#: ``unroll(..., method="elk")``: full-Jacobian Levenberg–Marquardt steps by Kalman smoothing.
+ELK = DEERConfig(variant="full", trust_region=DEFAULT_TRUST_REGION)
+#: ``unroll(..., method="quasi_elk")``: the same with diagonal Jacobians.
+QUASI_ELK = DEERConfig(variant="diagonal", max_iter=500, trust_region=DEFAULT_TRUST_REGION)
 
 register_method("deer", _deer_method(DEER))
 register_method("quasi_deer", _deer_method(QUASI_DEER))
+register_method("elk", _deer_method(ELK))
+register_method("quasi_elk", _deer_method(QUASI_ELK))
