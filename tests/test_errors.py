@@ -50,6 +50,13 @@ TRACED_CASES = [
         r"^unroll: xs must have shape \(time, \.\.\., input_size=3\); got \(3,\)$",
     ),
     (
+        "batch-major-wrong-feature-size",
+        lambda xs: jaxrnn.unroll(LSTM, None, xs, time_major=False),
+        [jnp.ones((2, 5, 7))],
+        ValueError,
+        r"^unroll: xs must have shape \(\.\.\., time, input_size=3\); got \(2, 5, 7\)$",
+    ),
+    (
         "xs-not-floating",
         unroll_xs(GRU),
         [jnp.ones((5, 2, 3), jnp.int32)],
@@ -172,6 +179,12 @@ STATIC_CASES = [
         lambda: jaxrnn.unroll(GRU, None, XS, method="nonsense"),
         ValueError,
         r"^unroll: method must be one of 'sequential'.*; got 'nonsense'$",
+    ),
+    (
+        "time-major-not-bool",
+        lambda: jaxrnn.unroll(GRU, None, XS, time_major="no"),
+        TypeError,
+        r"^unroll: time_major must be a bool; got 'no'$",
     ),
     (
         "params-not-params",

@@ -172,6 +172,10 @@ def test_nnx_rnn_trains_with_nnx_optimizer():
     lengths, key = jnp.array([6, 3]), jax.random.key(7)
     expected = jaxrnn.unroll(params, None, xs, lengths=lengths, reverse=True, key=key)
     _assert_close(layer(None, xs, lengths=lengths, reverse=True, key=key), expected, atol=0)
+    carry_bm, ys_bm = layer(
+        None, jnp.swapaxes(xs, 0, 1), lengths=lengths, reverse=True, key=key, time_major=False
+    )
+    _assert_close((carry_bm, jnp.swapaxes(ys_bm, 0, 1)), expected, atol=1e-6)
     _assert_close(layer.jaxrnn_params, params, atol=0)
     optimizer = nnx.Optimizer(layer, optax.adam(1e-2), wrt=nnx.Param)
 
@@ -198,6 +202,10 @@ def test_linen_rnn_matches_unroll_and_differentiates():
     assert type(params) is jaxrnn.Bidirectional and params.forward.reset_after is False
     expected = jaxrnn.unroll(params, None, xs, lengths=lengths)
     _assert_close(layer.apply(variables, None, xs, lengths=lengths), expected, atol=0)
+    batch_major = layer.apply(
+        variables, None, jnp.swapaxes(xs, 0, 1), lengths=lengths, time_major=False
+    )
+    _assert_close((batch_major[0], jnp.swapaxes(batch_major[1], 0, 1)), expected, atol=1e-6)
     grads = jax.grad(lambda v: jnp.sum(layer.apply(v, None, xs)[1] ** 2))(variables)
     assert type(grads["params"]["rnn"]) is jaxrnn.Bidirectional
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))

@@ -251,6 +251,45 @@ def test_multiple_batch_dims_and_vmap_over_them(name, options, padded_batch):
     assert_trees_close((one_carry, jnp.moveaxis(one_ys, 1, 0)), (flat_carry, flat_ys))
 
 
+@by_structure
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_batch_major_equals_time_major_moved(name, options, padded_batch, reverse):
+    """``time_major=False`` reads ``(b1, b2, time, features)`` and returns ``ys`` the same
+    way; values, carries and gradients are those of the time-major call on moved axes."""
+    params = jaxrnn.init_params(jax.random.key(24), name, INPUT_SIZE, HIDDEN_SIZE, **options)
+    lengths = jnp.array([[5, 1, 3], [0, 2, 4]])
+    xs = padded_batch(jax.random.key(25), NUM_STEPS, lengths, INPUT_SIZE)
+    xs_bm = jnp.moveaxis(xs, 0, 2)
+
+    def loss(params, xs, time_major):
+        carry, ys = jaxrnn.unroll(
+            params, None, xs, lengths=lengths, reverse=reverse, time_major=time_major
+        )
+        time_axis = 0 if time_major else 2
+        weights = jnp.arange(NUM_STEPS, dtype=ys.dtype).reshape(
+            (NUM_STEPS,) + (1,) * (ys.ndim - 1 - time_axis)
+        )
+        return jnp.sum(jnp.sin(ys) * weights), (carry, ys)
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True), static_argnums=2)
+    (g_params, g_xs), (carry, ys) = grad(params, xs, True)
+    (g_params_bm, g_xs_bm), (carry_bm, ys_bm) = grad(params, xs_bm, False)
+    assert ys_bm.shape == (2, 3, NUM_STEPS, params.output_size)
+    np.testing.assert_allclose(ys_bm, jnp.moveaxis(ys, 0, 2), rtol=1e-6, atol=1e-6)
+    assert_trees_close(carry_bm, carry)
+    assert_trees_close(g_params_bm, g_params)
+    np.testing.assert_allclose(g_xs_bm, jnp.moveaxis(g_xs, 0, 2), rtol=1e-6, atol=1e-6)
+
+
+def test_batch_major_without_batch_dims_is_time_major(padded_batch):
+    """A single sequence ``(time, features)`` is the same in both layouts."""
+    params = jaxrnn.init_params(jax.random.key(26), "gru", INPUT_SIZE, HIDDEN_SIZE)
+    xs = jax.random.normal(jax.random.key(27), (NUM_STEPS, INPUT_SIZE))
+    assert_trees_equal(
+        jaxrnn.unroll(params, None, xs, time_major=False), jaxrnn.unroll(params, None, xs)
+    )
+
+
 def test_jit_equals_eager(any_cell, padded_batch):
     params = any_cell.init(jax.random.key(23), INPUT_SIZE, HIDDEN_SIZE)
     lengths = jnp.array([NUM_STEPS, 0, 2])

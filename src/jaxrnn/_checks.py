@@ -49,20 +49,23 @@ def check_features(
     feature_shape: Sequence[int],
     leading: Sequence[str],
     feature_names: Sequence[str] = ("input_size",),
+    trailing: Sequence[str] = (),
 ) -> tuple[int, ...]:
-    """Check ``x.shape == (*leading, *batch, *feature_shape)``; return the batch shape.
+    """Check ``x.shape == (*leading, *batch, *trailing, *feature_shape)``; return the batch
+    shape.
 
-    ``leading`` names axes that must be present before the batch axes (e.g. ``("time",)``).
+    ``leading`` names axes that must be present before the batch axes (e.g. ``("time",)``),
+    ``trailing`` axes between the batch axes and the features (``("time",)`` batch-major).
     """
     feature_shape = tuple(feature_shape)
     # Dims before the named ones (a ConvLSTM's height and width) are shown as plain sizes.
     names = ("",) * (len(feature_shape) - len(feature_names)) + tuple(feature_names)
     dims = (f"{n}={d}" if n else str(d) for n, d in zip(names, feature_shape, strict=True))
-    named = ", ".join([*leading, "...", *dims])
-    nf, nl = len(feature_shape), len(leading)
-    if x.ndim < nf + nl or tuple(x.shape[x.ndim - nf :]) != feature_shape:
+    named = ", ".join([*leading, "...", *trailing, *dims])
+    nf, nl, nt = len(feature_shape), len(leading), len(trailing)
+    if x.ndim < nf + nl + nt or tuple(x.shape[x.ndim - nf :]) != feature_shape:
         fail(where, argument, f"have shape ({named})", shape_text(x.shape))
-    return tuple(x.shape[nl : x.ndim - nf])
+    return tuple(x.shape[nl : x.ndim - nf - nt])
 
 
 def check_lengths(

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxrnn import _fast
@@ -331,8 +332,9 @@ def unroll(
     unroll: int | bool = 1,
     remat: bool = False,
     method: str = "sequential",
+    time_major: bool = True,
 ) -> tuple[Any, jax.Array]:
-    """Run params over a time-major sequence with ``lax.scan``: BPTT is ``jax.grad`` of it.
+    """Run params over a sequence with ``lax.scan``: BPTT is ``jax.grad`` of it.
 
     For a cell, equivalent to this loop (with ``lengths=None``, ``reverse=False``):
 
@@ -354,7 +356,8 @@ def unroll(
       params: cell or composite params.
       carry: initial state (see [`init_carry`][jaxrnn.init_carry]), or ``None`` for the zero state
         of the batch shape of ``xs``.
-      xs: inputs ``(time, ..., input_size)``: time first, then any batch dims.
+      xs: inputs ``(time, ..., input_size)``: time first, then any batch dims; with
+        ``time_major=False``, ``(..., time, input_size)``: batch dims first.
       lengths: optional integer array with the batch shape of ``xs``: the number of valid
         steps of each sequence. Values are clipped to ``[0, time]``; a length of 0 gives
         back the initial carry and all-zero outputs.
@@ -376,9 +379,14 @@ def unroll(
         pairs in one cuDNN call on a GPU; other cells, or no GPU, run ``"sequential"``
         with a [`CuDNNFallbackWarning`][jaxrnn.CuDNNFallbackWarning]; see
         [`jaxrnn.cudnn`][jaxrnn.cudnn]).
+      time_major: ``True`` (the default, like PyTorch and Haiku): ``xs`` and ``ys`` have
+        time first. ``False`` (like Flax's ``nn.RNN`` and PyTorch's ``batch_first``): time
+        is the axis just before the features, after the batch dims, in ``xs`` and ``ys``
+        alike. The computation is the same (the time axis is moved, then moved back).
 
     Returns:
-      ``(carry, ys)``: the final carry and outputs ``(time, ..., output_size)``.
+      ``(carry, ys)``: the final carry and outputs ``(time, ..., output_size)``
+      (``(..., time, output_size)`` with ``time_major=False``).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
@@ -394,7 +402,13 @@ def unroll(
     _check_params("unroll", params)
     xs = check_array("unroll", "xs", xs)
     check_floating("unroll", "xs", xs)
-    batch_shape = check_features("unroll", "xs", xs, params.input_shape, ("time",))
+    if not isinstance(time_major, bool | np.bool_):
+        fail("unroll", "time_major", "be a bool", repr(time_major), TypeError)
+    if time_major:
+        batch_shape = check_features("unroll", "xs", xs, params.input_shape, ("time",))
+    else:
+        batch_shape = check_features("unroll", "xs", xs, params.input_shape, (), trailing=("time",))
+        xs = jnp.moveaxis(xs, len(batch_shape), 0)
     num_steps = xs.shape[0]
     if carry is None:
         carry = params.zero_carry(batch_shape, jnp.result_type(_param_dtype(params), xs.dtype))
@@ -409,4 +423,7 @@ def unroll(
         valid = sequence_mask(lengths, num_steps)
         xs = jnp.where(_expand_to(valid, xs), xs, jnp.zeros_like(xs))
     run = Run(valid, bool(reverse), key, unroll, bool(remat), method)
-    return unroll_params(params, carry, xs, run)
+    carry, ys = unroll_params(params, carry, xs, run)
+    if not time_major:
+        ys = jnp.moveaxis(ys, 0, len(batch_shape))
+    return carry, ys

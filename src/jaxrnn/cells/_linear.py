@@ -101,7 +101,7 @@ def log_g(x: jax.Array) -> jax.Array:
 
 
 def init_log_space(
-    params_type: type[LogSpaceCell],
+    params_type: Any,
     key: jax.Array,
     input_size: int,
     hidden_size: int,
@@ -111,8 +111,9 @@ def init_log_space(
     bias_init: Any,
     dtype: Any,
 ) -> Any:
-    """A log-space cell's params: ``w_x`` of ``num_blocks * hidden_size`` columns and
-    its bias (``None`` without bias), from the given initializers."""
+    """A log-space cell's params (``params_type``, a ``LogSpaceCell`` params class):
+    ``w_x`` of ``num_blocks * hidden_size`` columns and its bias (``None`` without bias),
+    from the given initializers."""
     width = params_type.num_blocks * hidden_size
     kx, kb = jax.random.split(key)
     return params_type(

@@ -326,7 +326,8 @@ class RNN(nnx.Module):
     """A jaxrnn RNN as a Flax NNX module: every params array is an ``nnx.Param``.
 
     Calling it is ``unroll(self.jaxrnn_params, carry, xs, ...)``, so it takes time-major
-    ``xs`` and returns ``(carry, ys)``. The params keep their jaxrnn structure (field
+    ``xs`` (batch-major, as Flax's ``nn.RNN``, with ``time_major=False``) and returns
+    ``(carry, ys)``. The params keep their jaxrnn structure (field
     names, composites), so ``nnx.state(module)`` reads like the params' repr and
     ``nnx.Optimizer(module, tx, wrt=nnx.Param)`` trains them.
 
@@ -364,6 +365,7 @@ class RNN(nnx.Module):
         key: jax.Array | None = None,
         unroll: int | bool = 1,
         remat: bool = False,
+        time_major: bool = True,
     ) -> tuple[Any, jax.Array]:
         """``unroll(self.jaxrnn_params, carry, xs, ...)``; see [`unroll`][jaxrnn.unroll]."""
         return _unroll(
@@ -375,6 +377,7 @@ class RNN(nnx.Module):
             key=key,
             unroll=unroll,
             remat=remat,
+            time_major=time_major,
         )
 
 
@@ -420,6 +423,7 @@ class LinenRNN(linen.Module):
         lengths: ArrayLike | None = None,
         reverse: bool = False,
         key: jax.Array | None = None,
+        time_major: bool = True,
     ) -> tuple[Any, jax.Array]:
         xs = jnp.asarray(xs)
 
@@ -436,4 +440,6 @@ class LinenRNN(linen.Module):
             )
 
         params = self.param("rnn", make)
-        return _unroll(params, carry, xs, lengths=lengths, reverse=reverse, key=key)
+        return _unroll(
+            params, carry, xs, lengths=lengths, reverse=reverse, key=key, time_major=time_major
+        )
