@@ -6,7 +6,9 @@ Times ``jax.jit``-compiled calls (compilation excluded; median of repeats) of
   ``method="parallel"`` with the tree (``associative_scan``) and the chunked strategy,
   forward and forward+backward (``jax.grad`` of a sum);
 - a nonlinear GRU with ``method="sequential"``, ``"deer"`` (full Jacobians, only where the
-  ``time x n x n`` Jacobians fit in memory) and ``"quasi_deer"`` (diagonal), forward only,
+  ``time x n x n`` Jacobians fit in memory) and ``"quasi_deer"`` (diagonal), and their
+  trust-region versions ``"elk"`` and ``"quasi_elk"`` (at ``T <= 10,000``, ``n <= 64``),
+  forward only,
 
 over sequence lengths ``T`` and state sizes ``n``, with one sequence (batch 1), which is
 where parallelism over time is supposed to help most. Results go to a JSON file and a plot.
@@ -35,6 +37,15 @@ INPUT_SIZE = 16
 #: DEER where T * n^3 (the cost of one scan of n x n matrices) exceeds this many flops.
 JACOBIAN_BYTES_LIMIT = 2**28
 FULL_DEER_FLOPS_LIMIT = 2e10
+#: ELK's Kalman scans cost a few times DEER's: time them on the smaller problems only.
+ELK_MAX_STEPS, ELK_MAX_SIZE = 10_000, 64
+#: method -> (variant, trust_region) of the equivalent deer_unroll call.
+SOLVERS = {
+    "deer": ("full", None),
+    "quasi_deer": ("diagonal", None),
+    "elk": ("full", par.DEFAULT_TRUST_REGION),
+    "quasi_elk": ("diagonal", par.DEFAULT_TRUST_REGION),
+}
 
 
 def timed(fn, *args, repeats: int) -> float:
@@ -95,11 +106,14 @@ def deer_rows(num_steps: int, size: int, repeats: int) -> list[dict]:
     xs = jax.random.normal(jax.random.key(1), (num_steps, 1, INPUT_SIZE))
     rows = []
     jacobian_bytes = 4 * num_steps * size * size
-    for method in ("sequential", "deer", "quasi_deer"):
-        # quasi-DEER forms the full Jacobian to take its diagonal (n forward-mode products).
-        if method != "sequential" and jacobian_bytes > JACOBIAN_BYTES_LIMIT:
-            continue
-        if method == "deer" and num_steps * size**3 > FULL_DEER_FLOPS_LIMIT:
+    for method in ("sequential", *SOLVERS):
+        variant, trust_region = SOLVERS.get(method, ("full", None))
+        if method != "sequential" and variant == "full":
+            if jacobian_bytes > JACOBIAN_BYTES_LIMIT:
+                continue
+            if num_steps * size**3 > FULL_DEER_FLOPS_LIMIT:
+                continue
+        if trust_region is not None and (num_steps > ELK_MAX_STEPS or size > ELK_MAX_SIZE):
             continue
 
         def forward(params, xs, method=method):
@@ -108,8 +122,11 @@ def deer_rows(num_steps: int, size: int, repeats: int) -> list[dict]:
         seconds = timed(jax.jit(forward), params, xs, repeats=repeats)
         row = dict(cell="gru", method=method, mode="forward", T=num_steps, n=size, s=seconds)
         if method != "sequential":
-            variant = "full" if method == "deer" else "diagonal"
-            solve = jax.jit(lambda p, x, v=variant: par.deer_unroll(p, None, x, variant=v)[2])
+            solve = jax.jit(
+                lambda p, x, v=variant, tr=trust_region: par.deer_unroll(
+                    p, None, x, variant=v, trust_region=tr, max_iter=500
+                )[2]
+            )
             row["iterations"] = int(solve(params, xs).iterations.max())
         rows.append(row)
     return rows

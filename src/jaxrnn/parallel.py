@@ -22,6 +22,12 @@ arithmetic; what the Jacobian buys is how much sooner. Gradients come from the i
 function theorem at the solution, by a linear solve with the same (transposed, reversed)
 scan, never by differentiating through the iterations.
 
+**A step that cannot overflow** (ELK, Gonzalez et al. 2024): far from the solution the
+products of ``J_t`` can explode. ``method="elk"`` / ``"quasi_elk"`` take instead the
+Levenberg–Marquardt step ``argmin_h Σ_t |h_t - J_t h_{t-1} - b_t|² + λ Σ_t |h_t - ĥ_t|²``,
+the mean of a Kalman smoother, itself two parallel scans (Särkkä & García-Fernández
+2021). The solution, hence the gradient, is DEER's; the ``T``-iteration bound is lost.
+
 Lengths and reverse follow [`unroll`][jaxrnn.unroll] exactly: masked steps are the identity
 step (``a = 1, b = 0``) and emit zeros; a reversed run is the forward run of the
 time-flipped sequence.
