@@ -374,7 +374,9 @@ def unroll(
         ``"mingru"``, ``"minlstm"``, ``"lru"``); ``"deer"`` / ``"quasi_deer"`` (Newton's
         method over the whole trajectory with full / diagonal Jacobians, for nonlinear
         cells; raises [`DEERNotConvergedError`][jaxrnn.DEERNotConvergedError] if it does not
-        converge). See [`jaxrnn.parallel`][jaxrnn.parallel] and [`deer_unroll`][jaxrnn.deer_unroll]
+        converge); ``"elk"`` / ``"quasi_elk"`` (the same with ELK's trust-region steps,
+        a Kalman smoother per iteration, for dynamics where DEER's steps overflow).
+        See [`jaxrnn.parallel`][jaxrnn.parallel] and [`deer_unroll`][jaxrnn.deer_unroll]
         for options and reports. ``"cudnn"`` (LSTMs, their stacks and bidirectional
         pairs in one cuDNN call on a GPU; other cells, or no GPU, run ``"sequential"``
         with a [`CuDNNFallbackWarning`][jaxrnn.CuDNNFallbackWarning]; see
