@@ -5,6 +5,16 @@ over time with ``lax.scan``; [`stack`][jaxrnn.stack] and [`bidirectional`][jaxrn
 compose them; everything works under ``jit``, ``vmap`` and ``grad`` and matches PyTorch numerically.
 """
 
+from jaxrnn.attention import (
+    AttentionCell,
+    AttentionParams,
+    AttentionState,
+    attend,
+    init_attention,
+    init_attention_cell,
+    unroll_with_alignments,
+    with_memory,
+)
 from jaxrnn.carries import CarryOutputs, LearnedInit, learned_init, with_carry_outputs
 from jaxrnn.cells import (
     ConvLSTMParams,
@@ -60,6 +70,7 @@ from jaxrnn.seq2seq import (
     greedy_decode,
     init_seq2seq,
     sample_decode,
+    seq2seq_alignments,
     seq2seq_logits,
     seq2seq_loss,
     shift_right,
@@ -78,6 +89,9 @@ from jaxrnn.unrolling import cell_step, init_carry, sequence_mask, unroll
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionCell",
+    "AttentionParams",
+    "AttentionState",
     "Bidirectional",
     "BidirectionalState",
     "CarryOutputs",
@@ -104,6 +118,7 @@ __all__ = [
     "StepMetrics",
     "TrainState",
     "TrainStep",
+    "attend",
     "beam_search",
     "bidirectional",
     "bridge_carry",
@@ -119,6 +134,8 @@ __all__ = [
     "from_torch",
     "generate",
     "greedy_decode",
+    "init_attention",
+    "init_attention_cell",
     "init_carry",
     "init_params",
     "init_readout",
@@ -137,6 +154,7 @@ __all__ = [
     "restore_checkpoint",
     "sample_decode",
     "save_checkpoint",
+    "seq2seq_alignments",
     "seq2seq_logits",
     "seq2seq_loss",
     "sequence_binary_cross_entropy",
@@ -150,6 +168,8 @@ __all__ = [
     "to_torch",
     "truncated_bptt",
     "unroll",
+    "unroll_with_alignments",
     "unroll_with_resets",
     "with_carry_outputs",
+    "with_memory",
 ]

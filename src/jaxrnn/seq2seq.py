@@ -20,6 +20,15 @@ carry (the encoder and decoder have the same number of layers and the same cell)
 ``"sum"`` adds them, ``"linear"`` applies a learned ``tanh(s W + b)`` to each carry part
 (e.g. an LSTM's ``h`` and ``c``) after concatenating directions. A unidirectional encoder
 with ``"concat"`` or ``"sum"`` hands its carry over unchanged.
+
+With ``attention`` (see [`jaxrnn.attention`][jaxrnn.attention]) the decoder is an
+[`AttentionCell`][jaxrnn.AttentionCell]: the encoder's outputs at every source step become its
+memory, masked by ``source_lengths``, and the decoder reads them at every target step::
+
+    decoder = with_memory(decoder, enc_ys, source_lengths)   # (Bahdanau et al. 2015)
+    ys = unroll(decoder, AttentionState(bridge(enc_carry), 0), E_tgt[...])
+
+The bridge still starts the decoder's inner cell from the encoder's final carry.
 """
 
 from __future__ import annotations
@@ -32,12 +41,19 @@ from jax.typing import ArrayLike
 
 from jaxrnn._checks import check_array, check_choice, check_lengths, fail, shape_text
 from jaxrnn._pytree import params_class, static_field
+from jaxrnn.attention import (
+    ATTENTION_KINDS,
+    AttentionCell,
+    init_attention_cell,
+    unroll_with_alignments,
+    with_memory,
+)
 from jaxrnn.composites import Bidirectional, Stack
 from jaxrnn.generation import decoded_lengths, generate
 from jaxrnn.initialization import init_params
 from jaxrnn.losses import sequence_softmax_cross_entropy
 from jaxrnn.readout import ReadoutParams, init_readout, readout
-from jaxrnn.unrolling import _check_key, cell_step, unroll
+from jaxrnn.unrolling import _check_key, cell_step, init_carry, unroll
 
 __all__ = [
     "BRIDGES",
@@ -48,6 +64,7 @@ __all__ = [
     "greedy_decode",
     "init_seq2seq",
     "sample_decode",
+    "seq2seq_alignments",
     "seq2seq_logits",
     "seq2seq_loss",
     "shift_right",
@@ -64,7 +81,9 @@ class Seq2SeqParams:
     source_embedding: jax.Array  # shape=(source_vocab_size, embed_size)
     target_embedding: jax.Array  # shape=(target_vocab_size, embed_size)
     encoder: Any  # a cell, a Bidirectional pair, or a Stack of them
-    decoder: Any  # a cell or a Stack of cells, one layer per encoder layer
+    # a cell or a Stack of cells, one layer per encoder layer; with attention, an
+    # AttentionCell (without memory) around them
+    decoder: Any
     bridge_params: tuple | None  # per layer: a carry-shaped pytree of ReadoutParams
     readout: ReadoutParams  # shape: (decoder output_size, target_vocab_size)
     bridge: str = static_field("concat")  # "concat", "sum" or "linear"
@@ -72,6 +91,20 @@ class Seq2SeqParams:
 
 def _layers(params: Any) -> tuple[Any, ...]:
     return params.layers if isinstance(params, Stack) else (params,)
+
+
+def _decoder_cell(decoder: Any) -> Any:
+    """The decoder the bridge feeds: the cell inside an attention decoder."""
+    return decoder.cell if isinstance(decoder, AttentionCell) else decoder
+
+
+def _bound_decoder(
+    params: Seq2SeqParams, encoder_ys: jax.Array, source_lengths: ArrayLike | None
+) -> Any:
+    """The decoder, with the encoder's outputs as memory when it attends."""
+    if isinstance(params.decoder, AttentionCell):
+        return with_memory(params.decoder, encoder_ys, source_lengths)
+    return params.decoder
 
 
 def _layer_carries(params: Any, carry: Any) -> tuple[Any, ...]:
@@ -114,6 +147,7 @@ def init_seq2seq(
     bidirectional_encoder: bool = False,
     bridge: str = "concat",
     decoder_hidden_size: int | None = None,
+    attention: str | None = None,
     dtype: Any = jnp.float32,
 ) -> Seq2SeqParams:
     """Initialize an encoder–decoder: embeddings, encoder, bridge, decoder, readout.
@@ -122,8 +156,15 @@ def init_seq2seq(
     of width ``H`` (each a bidirectional pair if ``bidirectional_encoder``); the decoder
     has ``L`` unidirectional layers of width ``2H`` (bidirectional, ``"concat"``), ``H``
     (``"sum"`` or unidirectional), or ``decoder_hidden_size`` (``"linear"``, default
-    ``H``). Embeddings are ``N(0, 1)``; the readout maps the decoder's top ``h`` to
+    ``H``). Embeddings are ``N(0, 1)``; the readout maps the decoder's output to
     ``target_vocab_size`` logits.
+
+    With ``attention``, the decoder is an [`AttentionCell`][jaxrnn.AttentionCell] (see
+    [`init_attention_cell`][jaxrnn.init_attention_cell]) over the encoder's outputs, of size
+    ``M = 2H`` (bidirectional) or ``H``: ``"bahdanau"`` (additive score, the context fed
+    with the input, output ``[h_t; c_t]``), ``"luong_dot"`` (needs the decoder width to
+    equal ``M``) or ``"luong_general"`` (output ``tanh([c_t; h_t] W_c + b_c)``, fed back
+    with the next input).
 
     Args:
       key: a PRNG key.
@@ -136,6 +177,7 @@ def init_seq2seq(
       bidirectional_encoder: make each encoder layer a bidirectional pair.
       bridge: ``"concat"``, ``"sum"`` or ``"linear"``.
       decoder_hidden_size: decoder width for ``bridge="linear"`` (``None``: ``H``).
+      attention: ``None``, ``"bahdanau"``, ``"luong_dot"`` or ``"luong_general"``.
       dtype: dtype of every weight.
 
     Returns:
@@ -147,6 +189,10 @@ def init_seq2seq(
       ...                              hidden_size=16, bidirectional_encoder=True)
       >>> params.decoder.hidden_size, params.readout.w_y.shape
       (32, (32, 10))
+      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...     hidden_size=16, bidirectional_encoder=True, attention="luong_dot")
+      >>> type(params.decoder).__name__, params.decoder.attention.memory_size
+      ('AttentionCell', 32)
     """
     check_choice("init_seq2seq", "bridge", bridge, BRIDGES)
     if decoder_hidden_size is not None and bridge != "linear":
@@ -172,13 +218,40 @@ def init_seq2seq(
         decoder_size = 2 * hidden_size
     else:
         decoder_size = hidden_size
-    decoder = init_params(k_dec, cell, embed_size, decoder_size, num_layers=num_layers, dtype=dtype)
+    if attention is None:
+        decoder = init_params(
+            k_dec, cell, embed_size, decoder_size, num_layers=num_layers, dtype=dtype
+        )
+    else:
+        check_choice("init_seq2seq", "attention", attention, (None, *ATTENTION_KINDS))
+        memory_size = encoder.output_size
+        if attention == "luong_dot" and memory_size != decoder_size:
+            fail(
+                "init_seq2seq",
+                "attention",
+                f"not be 'luong_dot' when the decoder width ({decoder_size}) differs from "
+                f"the encoder's output size ({memory_size}); use 'luong_general' or "
+                "'bahdanau'",
+                repr(attention),
+            )
+        decoder = init_attention_cell(
+            k_dec,
+            cell,
+            embed_size,
+            decoder_size,
+            memory_size,
+            kind=attention,
+            num_layers=num_layers,
+            dtype=dtype,
+        )
     bridge_params = None
     if bridge == "linear":
         layer_keys = jax.random.split(k_bridge, num_layers)
         bridge_params = tuple(
             _init_linear_bridge(k, e, d, dtype)
-            for k, e, d in zip(layer_keys, _layers(encoder), _layers(decoder), strict=True)
+            for k, e, d in zip(
+                layer_keys, _layers(encoder), _layers(_decoder_cell(decoder)), strict=True
+            )
         )
     return Seq2SeqParams(
         source_embedding=jax.random.normal(k_src, (source_vocab_size, embed_size), dtype),
@@ -251,6 +324,9 @@ def bridge_carry(params: Seq2SeqParams, encoder_carry: Any) -> Any:
       params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
       encoder_carry: the carry returned by [`encode`][jaxrnn.encode].
 
+    With attention, the bridged carry starts the inner cell, and ``h~_0 = 0``:
+    ``AttentionState(cell=bridged, attentional=0)``.
+
     Returns:
       A carry for ``params.decoder`` with the batch shape of the encoder's carry.
 
@@ -271,7 +347,12 @@ def bridge_carry(params: Seq2SeqParams, encoder_carry: Any) -> Any:
         if params.bridge == "linear":
             carry = jax.tree.map(lambda s, w: readout(w, s, "tanh"), carry, linear[i])
         carries.append(carry)
-    return tuple(carries) if isinstance(params.decoder, Stack) else carries[0]
+    cell = _decoder_cell(params.decoder)
+    bridged = tuple(carries) if isinstance(cell, Stack) else carries[0]
+    if isinstance(params.decoder, AttentionCell):
+        batch_shape = jax.tree.leaves(bridged)[0].shape[:-1]
+        return init_carry(params.decoder, batch_shape)._replace(cell=bridged)
+    return bridged
 
 
 def shift_right(targets: ArrayLike, start_token: int) -> jax.Array:
@@ -339,11 +420,10 @@ def seq2seq_logits(
       >>> logits.shape
       (4, 3, 10)
     """
-    encoder_carry, _ = encode(params, source, source_lengths)
+    encoder_carry, encoder_ys = encode(params, source, source_lengths)
+    decoder = _bound_decoder(params, encoder_ys, source_lengths)
     inputs = params.target_embedding[shift_right(targets, start_token)]
-    _, ys = unroll(
-        params.decoder, bridge_carry(params, encoder_carry), inputs, lengths=target_lengths
-    )
+    _, ys = unroll(decoder, bridge_carry(params, encoder_carry), inputs, lengths=target_lengths)
     return readout(params.readout, ys)
 
 
@@ -392,6 +472,62 @@ def seq2seq_loss(
     )
 
 
+def seq2seq_alignments(
+    params: Seq2SeqParams,
+    source: ArrayLike,
+    source_lengths: ArrayLike | None,
+    targets: ArrayLike,
+    target_lengths: ArrayLike | None = None,
+    *,
+    start_token: int,
+) -> jax.Array:
+    """Teacher-forced attention weights: how much each target step reads each source step.
+
+    $$
+    \\mathrm{alignments}_{t,b,s} = a_{t,b,s}, \\qquad \\sum_{s < L_b} a_{t,b,s} = 1
+    $$
+
+    the weights of the decoder's attention at step ``t`` as in
+    [`seq2seq_logits`][jaxrnn.seq2seq_logits]. To see the alignments of a decoded output, pass
+    the decoder's own tokens and lengths as ``targets``: teacher forcing on them replays the
+    decoding. ``alignments[:, b, :source_lengths[b]]`` is the matrix to plot (target
+    steps down, source steps across).
+
+    Args:
+      params: from [`init_seq2seq`][jaxrnn.init_seq2seq] with ``attention``.
+      source: integer ``(source_time, *batch)``.
+      source_lengths: integer ``batch``, or ``None``.
+      targets: integer ``(target_time, *batch)``.
+      target_lengths: integer ``batch``, or ``None``; later steps hold zeros.
+      start_token: the decoder's first input token.
+
+    Returns:
+      ``(target_time, *batch, source_time)`` weights, zero on source padding.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                              hidden_size=16, attention="bahdanau")
+      >>> alignments = jaxrnn.seq2seq_alignments(params, jnp.ones((7, 3), int),
+      ...     jnp.array([7, 2, 5]), jnp.ones((4, 3), int), start_token=2)
+      >>> alignments.shape, bool(jnp.all(alignments[:, 1, 2:] == 0))
+      ((4, 3, 7), True)
+    """
+    if not isinstance(params.decoder, AttentionCell):
+        fail(
+            "seq2seq_alignments",
+            "params",
+            "have an attention decoder (init_seq2seq(..., attention=...))",
+            f"a {type(params.decoder).__name__} decoder",
+        )
+    encoder_carry, encoder_ys = encode(params, source, source_lengths)
+    decoder = _bound_decoder(params, encoder_ys, source_lengths)
+    inputs = params.target_embedding[shift_right(targets, start_token)]
+    carry = bridge_carry(params, encoder_carry)
+    _, _, alignments = unroll_with_alignments(decoder, carry, inputs, lengths=target_lengths)
+    return alignments
+
+
 def _decode(
     params,
     source,
@@ -405,11 +541,11 @@ def _decode(
     key,
     temperature,
 ) -> tuple[jax.Array, jax.Array]:
-    encoder_carry, _ = encode(params, source, source_lengths)
+    encoder_carry, encoder_ys = encode(params, source, source_lengths)
     batch_shape = jnp.shape(source)[1:]
     first_input = params.target_embedding[jnp.full(batch_shape, start_token)]
     _, tokens = generate(
-        params.decoder,
+        _bound_decoder(params, encoder_ys, source_lengths),
         bridge_carry(params, encoder_carry),
         first_input,
         max_length,
@@ -594,12 +730,18 @@ def beam_search(
     batch = source.shape[1]
     if source_lengths is not None:
         check_lengths(where, source_lengths, (batch,), source.shape[0])
-    encoder_carry, _ = encode(params, source, source_lengths)
+    encoder_carry, encoder_ys = encode(params, source, source_lengths)
     # Every hypothesis becomes a row of a (batch * beam) batch: beam k of sequence b is row
     # b * beam + k. Only beam 0 is alive at first, so the first step does not pick the same
     # token from beam_size identical copies.
     carry = jax.tree.map(
         lambda a: jnp.repeat(a, beam_size, axis=0), bridge_carry(params, encoder_carry)
+    )
+    # An attention decoder's memory gets the same rows: each hypothesis reads its source.
+    decoder = _bound_decoder(
+        params,
+        jnp.repeat(encoder_ys, beam_size, axis=1),
+        None if source_lengths is None else jnp.repeat(jnp.asarray(source_lengths), beam_size),
     )
     vocab = params.readout.output_size
     scores = jnp.where(jnp.arange(beam_size) == 0, 0.0, -jnp.inf)
@@ -612,7 +754,7 @@ def beam_search(
     def body(state, t):
         carry, tokens, scores, finished, history = state
         x = params.target_embedding[tokens.reshape(-1)]
-        new_carry, y = cell_step(params.decoder, carry, x)
+        new_carry, y = cell_step(decoder, carry, x)
         log_probs = jax.nn.log_softmax(readout(params.readout, y), -1)
         log_probs = log_probs.reshape(batch, beam_size, vocab)
         log_probs = jnp.where(finished[..., None], pad_only, log_probs)

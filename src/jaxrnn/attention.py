@@ -1,0 +1,592 @@
+"""Attention: a decoder that reads all the encoder's outputs at every step.
+
+An encoder–decoder without attention squeezes the source into the encoder's final carry.
+With attention the decoder keeps the encoder's outputs ``m_1..m_S`` (the *memory*) and, at
+every step, scores each position against a *query* from its own state, normalizes the
+scores over the valid positions, and reads their weighted mean, the *context*::
+
+    e_s = score(q, m_s)                          # s = 1..S
+    a = softmax(e) over s < memory_length        # a_s = 0 exactly on padding
+    context = sum_s a_s m_s
+
+Three scores, after the two classic papers:
+
+- ``"bahdanau"`` (additive; Bahdanau, Cho & Bengio 2015):
+  ``score(q, m) = v^T tanh(q W_q + m W_m + b)``;
+- ``"luong_dot"`` (Luong, Pham & Manning 2015): ``score(q, m) = q^T m``;
+- ``"luong_general"`` (Luong et al. 2015): ``score(q, m) = q^T W_a m`` (stored as
+  ``W_q = W_a``, so ``score = (q W_q) . m``).
+
+[`attend`][jaxrnn.attend] is that computation, on its own. An attention decoder is a cell
+closed over its memory: an [`AttentionCell`][jaxrnn.AttentionCell] holds an ordinary
+decoder cell (or a [`stack`][jaxrnn.stack] of them), the attention weights and, once
+[`with_memory`][jaxrnn.with_memory] has bound them, the memory and its lengths. It has the
+cell interface, so [`unroll`][jaxrnn.unroll] (teacher forcing), [`cell_step`][jaxrnn.cell_step]
+and [`generate`][jaxrnn.generate] run it unchanged. Its step, with inner cell ``f`` and
+input ``x_t`` (e.g. the embedding of the previous target token):
+
+- ``"bahdanau"``: the context is read with the previous state and fed with the input,
+  ``c_t = attend(s_{t-1})``, ``(s_t, h_t) = f(s_{t-1}, [x_t; c_t])``, output
+  ``y_t = [h_t; c_t]`` (the readout sees the state and the context, as in Bahdanau's
+  deep output);
+- ``"luong_*"``: the context is read with the new state, ``(s_t, h_t) = f(s_{t-1},
+  [x_t; h~_{t-1}])``, ``c_t = attend(h_t)``, and the output is the *attentional hidden
+  state* ``y_t = h~_t = tanh([c_t; h_t] W_c + b_c)``. With ``input_feeding`` (Luong's
+  default) ``h~_{t-1}`` is fed with the input, so the decoder knows what it attended to;
+  without it the inner cell reads ``x_t`` alone.
+
+Here ``h_t`` is the inner cell's output (its top layer's ``h``) and ``s_{t-1}``'s query
+is the top layer's ``h`` in the carry.
+
+References:
+  Bahdanau, Cho & Bengio, *Neural Machine Translation by Jointly Learning to Align and
+  Translate*, ICLR 2015. Luong, Pham & Manning, *Effective Approaches to Attention-based
+  Neural Machine Translation*, EMNLP 2015.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple, cast
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from jaxrnn._checks import (
+    check_array,
+    check_choice,
+    check_features,
+    check_floating,
+    fail,
+    shape_text,
+)
+from jaxrnn._pytree import params_class, static_field
+from jaxrnn.cells._base import LECUN_NORMAL, WrappedCell
+from jaxrnn.composites import Stack
+from jaxrnn.initialization import init_params
+from jaxrnn.readout import ReadoutParams, init_readout, readout
+from jaxrnn.unrolling import _step, unroll
+
+__all__ = [
+    "ATTENTION_KINDS",
+    "AttentionCell",
+    "AttentionParams",
+    "AttentionState",
+    "attend",
+    "init_attention",
+    "init_attention_cell",
+    "unroll_with_alignments",
+    "with_memory",
+]
+
+ATTENTION_KINDS = ("bahdanau", "luong_dot", "luong_general")
+
+
+def _check_size(where: str, name: str, size: Any) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        fail(where, name, "be a positive int", repr(size), TypeError)
+
+
+@params_class
+class AttentionParams:
+    """Weights of an attention score; see [`init_attention`][jaxrnn.init_attention] and the
+    module docstring. Weights a score does not use are ``None``."""
+
+    # "bahdanau": (query_size, attention_size); "luong_general": (query_size, memory_size)
+    w_query: jax.Array | None
+    w_memory: jax.Array | None  # "bahdanau": shape=(memory_size, attention_size)
+    b: jax.Array | None  # "bahdanau": shape=(attention_size,)
+    v: jax.Array | None  # "bahdanau": shape=(attention_size,)
+    query_size: int = static_field()
+    memory_size: int = static_field()
+    kind: str = static_field("bahdanau")
+
+
+def init_attention(
+    key: jax.Array,
+    query_size: int,
+    memory_size: int,
+    *,
+    kind: str = "bahdanau",
+    attention_size: int | None = None,
+    dtype: Any = jnp.float32,
+) -> AttentionParams:
+    """Initialize the weights of an attention score.
+
+    $$
+    \\text{bahdanau: } e_s = v^\\top \\tanh(q W_q + m_s W_m + b) \\qquad
+    \\text{luong\\_dot: } e_s = q^\\top m_s \\qquad
+    \\text{luong\\_general: } e_s = (q W_q)^\\top m_s
+    $$
+
+    ``W_q``, ``W_m`` are LeCun-normal, ``v`` is ``N(0, 1/attention_size)``, ``b`` is zero.
+
+    Args:
+      key: a PRNG key.
+      query_size: size of the query ``q`` (the decoder's hidden size).
+      memory_size: size of each memory vector ``m_s`` (the encoder's output size); must
+        equal ``query_size`` for ``"luong_dot"``.
+      kind: ``"bahdanau"``, ``"luong_dot"`` or ``"luong_general"``.
+      attention_size: width of the additive score's hidden layer (``"bahdanau"`` only;
+        ``None``: ``query_size``).
+      dtype: dtype of the weights.
+
+    Returns:
+      [`AttentionParams`][jaxrnn.AttentionParams].
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> params = jaxrnn.init_attention(jax.random.key(0), 8, 6, attention_size=5)
+      >>> params.w_query.shape, params.w_memory.shape, params.v.shape
+      ((8, 5), (6, 5), (5,))
+    """
+    where = "init_attention"
+    check_choice(where, "kind", kind, ATTENTION_KINDS)
+    _check_size(where, "query_size", query_size)
+    _check_size(where, "memory_size", memory_size)
+    if attention_size is not None and kind != "bahdanau":
+        fail(where, "attention_size", "be None unless kind='bahdanau'", repr(attention_size))
+    if kind == "luong_dot" and memory_size != query_size:
+        fail(
+            where,
+            "memory_size",
+            f"equal query_size={query_size} for kind='luong_dot'",
+            repr(memory_size),
+        )
+    kq, km, kv = jax.random.split(key, 3)
+    weights: dict[str, jax.Array | None] = dict(w_query=None, w_memory=None, b=None, v=None)
+    if kind == "bahdanau":
+        size = query_size if attention_size is None else attention_size
+        _check_size(where, "attention_size", size)
+        weights.update(
+            w_query=LECUN_NORMAL(kq, (query_size, size), dtype),
+            w_memory=LECUN_NORMAL(km, (memory_size, size), dtype),
+            b=jnp.zeros((size,), dtype),
+            v=jax.random.normal(kv, (size,), dtype) / jnp.sqrt(size).astype(dtype),
+        )
+    elif kind == "luong_general":
+        weights.update(w_query=LECUN_NORMAL(kq, (query_size, memory_size), dtype))
+    return AttentionParams(**weights, query_size=query_size, memory_size=memory_size, kind=kind)
+
+
+def _check_memory(
+    where: str, params: AttentionParams, memory: Any, memory_lengths: Any
+) -> tuple[jax.Array, jax.Array | None]:
+    """Validate time-major ``memory`` and its lengths; lengths clipped to ``[0, source_time]``."""
+    memory = check_array(where, "memory", memory)
+    check_floating(where, "memory", memory)
+    check_features(
+        where, "memory", memory, (params.memory_size,), ("source_time",), ("memory_size",)
+    )
+    if memory_lengths is None:
+        return memory, None
+    lengths = check_array(where, "memory_lengths", memory_lengths)
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        fail(where, "memory_lengths", "have an integer dtype", str(lengths.dtype), TypeError)
+    batch_shape = memory.shape[1:-1]
+    if lengths.shape != batch_shape:
+        fail(
+            where,
+            "memory_lengths",
+            f"have the batch shape of memory {shape_text(batch_shape)}",
+            shape_text(lengths.shape),
+        )
+    return memory, jnp.clip(lengths, 0, memory.shape[0])
+
+
+def _valid(lengths: jax.Array, source_time: int) -> jax.Array:
+    return jnp.arange(source_time) < lengths[..., None]  # (*batch, source_time)
+
+
+def _prepare_memory(
+    params: AttentionParams, memory: jax.Array, lengths: jax.Array | None
+) -> tuple[jax.Array, jax.Array | None]:
+    """Batch-leading memory with padding zeroed, and the additive score's keys ``m W_m``.
+
+    Zeroing first keeps padding out of gradients too: a NaN at a padded position would
+    otherwise reach them as ``0 * NaN`` through the unselected branch of a mask.
+    """
+    values = jnp.moveaxis(memory, 0, -2)  # (*batch, source_time, memory_size)
+    if lengths is not None:
+        values = jnp.where(_valid(lengths, values.shape[-2])[..., None], values, 0)
+    if params.kind != "bahdanau":
+        return values, None
+    _, w_memory, _, _ = _additive(params)
+    # Computed once per source, not once per step (Bahdanau et al. 2015, appendix A.1.2).
+    return values, values @ w_memory
+
+
+def _additive(params: AttentionParams) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(W_q, W_m, b, v)`` of a ``"bahdanau"`` score, which has all four."""
+    assert params.w_query is not None and params.w_memory is not None
+    assert params.b is not None and params.v is not None
+    return params.w_query, params.w_memory, params.b, params.v
+
+
+def _attend(
+    params: AttentionParams,
+    query: jax.Array,
+    values: jax.Array,
+    keys: jax.Array | None,
+    lengths: jax.Array | None,
+) -> tuple[jax.Array, jax.Array]:
+    """``(context, weights)`` for batch-leading ``values`` ``(*batch, source_time, size)``."""
+    if params.kind == "bahdanau":
+        w_query, _, b, v = _additive(params)
+        assert keys is not None
+        scores = jnp.tanh(keys + (query @ w_query + b)[..., None, :]) @ v
+    else:
+        if params.w_query is not None:  # "luong_general"
+            query = query @ params.w_query
+        scores = jnp.einsum("...m,...sm->...s", query, values)
+    if lengths is None:
+        weights = jax.nn.softmax(scores, axis=-1)
+    else:
+        valid = _valid(lengths, values.shape[-2])
+        # The lowest finite score, not -inf: a sequence with no valid position gets a
+        # uniform softmax (then zeroed) instead of NaN.
+        scores = jnp.where(valid, scores, jnp.finfo(scores.dtype).min)
+        weights = jnp.where(valid, jax.nn.softmax(scores, axis=-1), 0)
+    context = jnp.einsum("...s,...sm->...m", weights, values)
+    return context, weights
+
+
+def attend(
+    params: AttentionParams,
+    query: ArrayLike,
+    memory: ArrayLike,
+    memory_lengths: ArrayLike | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Weights over the valid memory positions for a query, and the weighted mean.
+
+    $$
+    e_s = \\mathrm{score}(q, m_s), \\qquad
+    a_s = \\frac{[s < L] \\exp e_s}{\\sum_{s' < L} \\exp e_{s'}}, \\qquad
+    c = \\sum_s a_s m_s
+    $$
+
+    with ``L`` the memory length and ``score`` from ``params.kind`` (see
+    [`init_attention`][jaxrnn.init_attention]). Padding positions ``s >= L`` get weight exactly
+    0, and their content (even NaN) reaches neither the result nor gradients. A sequence
+    with ``L = 0`` gets all-zero weights and a zero context.
+
+    Args:
+      params: from [`init_attention`][jaxrnn.init_attention].
+      query: ``(*batch, query_size)``, e.g. the decoder's hidden state.
+      memory: ``(source_time, *batch, memory_size)``, time-major like the ``ys`` of
+        [`unroll`][jaxrnn.unroll] (e.g. the encoder's outputs).
+      memory_lengths: integer ``batch``-shaped valid lengths, or ``None`` (all valid).
+
+    Returns:
+      ``(context, weights)``: ``(*batch, memory_size)`` and ``(*batch, source_time)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> params = jaxrnn.init_attention(jax.random.key(0), 4, 4, kind="luong_dot")
+      >>> memory = jax.random.normal(jax.random.key(1), (5, 2, 4))  # (source_time, batch, 4)
+      >>> context, weights = jaxrnn.attend(params, jnp.ones((2, 4)), memory, jnp.array([5, 3]))
+      >>> context.shape, weights.shape, bool(jnp.allclose(weights.sum(-1), 1.0))
+      ((2, 4), (2, 5), True)
+      >>> bool(jnp.all(weights[1, 3:] == 0))
+      True
+    """
+    where = "attend"
+    if not isinstance(params, AttentionParams):
+        fail(where, "params", "be AttentionParams", type(params).__name__, TypeError)
+    memory, lengths = _check_memory(where, params, memory, memory_lengths)
+    query = check_array(where, "query", query)
+    batch_shape = check_features(where, "query", query, (params.query_size,), (), ("query_size",))
+    if batch_shape != memory.shape[1:-1]:
+        fail(
+            where,
+            "query",
+            f"have the batch shape of memory {shape_text(memory.shape[1:-1])}",
+            shape_text(batch_shape),
+        )
+    values, keys = _prepare_memory(params, memory, lengths)
+    return _attend(params, query, values, keys, lengths)
+
+
+class AttentionState(NamedTuple):
+    """Carry of an [`AttentionCell`][jaxrnn.AttentionCell]."""
+
+    cell: Any  # the inner cell's carry
+    attentional: jax.Array | None  # shape=(*batch, output_size): h~_{t-1}; None unless fed
+
+
+@params_class
+class AttentionCell(WrappedCell):
+    """A decoder cell closed over a memory; see the module docstring for its step.
+
+    Built by [`init_attention_cell`][jaxrnn.init_attention_cell] without memory;
+    [`with_memory`][jaxrnn.with_memory] binds one. The memory is stored batch-leading, so
+    each step's scores and context are batched products without a transpose.
+    """
+
+    cell: Any  # the inner decoder: a cell or a Stack of unidirectional layers
+    attention: AttentionParams
+    combine: ReadoutParams | None  # Luong's W_c, b_c: [c; h] -> h~; None for "bahdanau"
+    memory: jax.Array | None  # shape=(*batch, source_time, memory_size), padding zeroed
+    keys: jax.Array | None  # shape=(*batch, source_time, attention_size): memory W_m
+    memory_lengths: jax.Array | None  # shape=(*batch,), int; None: every position valid
+    input_feeding: bool = static_field(True)  # Luong: feed h~_{t-1} with the input
+
+    @property
+    def _fed_size(self) -> int:
+        if self.attention.kind == "bahdanau":
+            return self.attention.memory_size
+        return self.output_size if self.input_feeding else 0
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.cell.input_shape[-1] - self._fed_size,)
+
+    @property
+    def output_size(self) -> int:
+        if self.combine is None:
+            return self.cell.output_size + self.attention.memory_size
+        return self.combine.output_size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> AttentionState:
+        fed = self.combine is not None and self.input_feeding
+        attentional = jnp.zeros((*batch_shape, self.output_size), dtype) if fed else None
+        return AttentionState(self.cell.zero_carry(batch_shape, dtype), attentional)
+
+    def input_projection(self, x: jax.Array) -> Any:
+        # Nothing can be hoisted out of time: the inner cell's input includes the context
+        # or h~_{t-1}, which need the carry.
+        return x
+
+    def recurrence(self, carry: AttentionState, projected: Any) -> tuple[Any, jax.Array]:
+        carry, y, _ = self.attend_step(carry, projected)
+        return carry, y
+
+    def attend_step(
+        self, carry: AttentionState, x: jax.Array
+    ) -> tuple[AttentionState, jax.Array, jax.Array]:
+        """One step, also returning the attention weights ``(*batch, source_time)``."""
+        memory = self.memory
+        if memory is None:
+            fail(
+                "AttentionCell",
+                "memory",
+                "be bound with with_memory(params, memory, memory_lengths) before the cell runs",
+                "None",
+            )
+        memory_batch = memory.shape[:-2]
+        if x.shape[:-1] != memory_batch:
+            fail(
+                "AttentionCell",
+                "x",
+                f"have the batch shape of the memory {shape_text(memory_batch)}",
+                shape_text(x.shape[:-1]),
+            )
+
+        def read(query: jax.Array) -> tuple[jax.Array, jax.Array]:
+            return _attend(self.attention, query, memory, self.keys, self.memory_lengths)
+
+        if self.combine is None:  # Bahdanau: read with s_{t-1}, feed the context
+            context, weights = read(_top_hidden(self.cell, carry.cell))
+            cell_carry, h = _step(self.cell, carry.cell, jnp.concatenate([x, context], -1))
+            return AttentionState(cell_carry, None), jnp.concatenate([h, context], -1), weights
+        if self.input_feeding:
+            x = jnp.concatenate([x, cast(jax.Array, carry.attentional)], -1)
+        cell_carry, h = _step(self.cell, carry.cell, x)
+        context, weights = read(h)
+        attentional = readout(self.combine, jnp.concatenate([context, h], -1), "tanh")
+        fed = attentional if self.input_feeding else None
+        return AttentionState(cell_carry, fed), attentional, weights
+
+
+def _top_hidden(cell: Any, carry: Any) -> jax.Array:
+    """The query of a Bahdanau step: the top layer's ``h`` (an LSTM carry's ``h`` field)."""
+    if isinstance(cell, Stack):
+        carry = carry[-1]
+    return carry.h if hasattr(carry, "h") else carry
+
+
+def init_attention_cell(
+    key: jax.Array,
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    memory_size: int,
+    *,
+    kind: str = "bahdanau",
+    num_layers: int = 1,
+    attention_size: int | None = None,
+    attentional_size: int | None = None,
+    input_feeding: bool = True,
+    dtype: Any = jnp.float32,
+) -> AttentionCell:
+    """Initialize an attention decoder (without memory: bind one with
+    [`with_memory`][jaxrnn.with_memory]).
+
+    The inner cell reads ``[x_t; c_t]`` (``"bahdanau"``), ``[x_t; h~_{t-1}]`` (``"luong_*"``
+    with ``input_feeding``) or ``x_t``, so its input size is ``input_size`` plus the fed
+    size. Output size: ``hidden_size + memory_size`` (``"bahdanau"``: ``[h_t; c_t]``) or
+    ``attentional_size`` (``"luong_*"``: ``h~_t``, default ``hidden_size``).
+
+    Args:
+      key: a PRNG key.
+      cell: inner cell name for [`init_params`][jaxrnn.init_params] (``"lstm"``, ``"gru"``...).
+      input_size: size of ``x_t`` (e.g. the target embedding).
+      hidden_size: width of each inner layer (the query size).
+      memory_size: size of each memory vector (the encoder's output size).
+      kind: ``"bahdanau"``, ``"luong_dot"`` or ``"luong_general"``.
+      num_layers: inner layers (a [`stack`][jaxrnn.stack] when more than one).
+      attention_size: hidden width of the additive score (``"bahdanau"`` only).
+      attentional_size: size of ``h~_t`` (``"luong_*"`` only; ``None``: ``hidden_size``).
+      input_feeding: ``"luong_*"``: feed ``h~_{t-1}`` with the input.
+      dtype: dtype of every weight.
+
+    Returns:
+      An [`AttentionCell`][jaxrnn.AttentionCell] with ``memory=None``.
+
+    Example:
+      >>> import jax, jaxrnn
+      >>> decoder = jaxrnn.init_attention_cell(jax.random.key(0), "gru", 8, 16, 12,
+      ...                                      kind="luong_general")
+      >>> decoder.input_shape, decoder.output_size, decoder.cell.input_shape
+      ((8,), 16, (24,))
+    """
+    where = "init_attention_cell"
+    check_choice(where, "kind", kind, ATTENTION_KINDS)
+    _check_size(where, "hidden_size", hidden_size)
+    if attentional_size is not None and kind == "bahdanau":
+        fail(
+            where, "attentional_size", "be None unless kind is a Luong kind", repr(attentional_size)
+        )
+    k_att, k_cell, k_out = jax.random.split(key, 3)
+    attention = init_attention(
+        k_att, hidden_size, memory_size, kind=kind, attention_size=attention_size, dtype=dtype
+    )
+    combine = None
+    fed = memory_size
+    if kind != "bahdanau":
+        out_size = hidden_size if attentional_size is None else attentional_size
+        _check_size(where, "attentional_size", out_size)
+        combine = init_readout(k_out, memory_size + hidden_size, out_size, dtype=dtype)
+        fed = out_size if input_feeding else 0
+    _check_size(where, "input_size", input_size)
+    inner = init_params(
+        k_cell, cell, input_size + fed, hidden_size, num_layers=num_layers, dtype=dtype
+    )
+    return AttentionCell(
+        cell=inner,
+        attention=attention,
+        combine=combine,
+        memory=None,
+        keys=None,
+        memory_lengths=None,
+        input_feeding=bool(input_feeding),
+    )
+
+
+def with_memory(
+    params: AttentionCell, memory: ArrayLike, memory_lengths: ArrayLike | None = None
+) -> AttentionCell:
+    """Bind a memory (e.g. an encoder's outputs) to an attention decoder.
+
+    $$
+    \\mathrm{memory}_{b,s} \\leftarrow [s < L_b]\\, \\mathrm{memory}_{s,b}, \\qquad
+    \\mathrm{keys} = \\mathrm{memory}\\, W_m \\ (\\text{bahdanau})
+    $$
+
+    The memory is moved batch-leading with its padding zeroed, and the additive score's
+    keys are computed here, once per source rather than once per step. Call it inside the
+    function you differentiate, so that gradients reach the encoder and ``W_m`` through
+    the memory and keys. Binding again replaces the memory.
+
+    Args:
+      params: an [`AttentionCell`][jaxrnn.AttentionCell].
+      memory: ``(source_time, *batch, memory_size)``, time-major.
+      memory_lengths: integer ``batch``-shaped valid lengths, or ``None``.
+
+    Returns:
+      The [`AttentionCell`][jaxrnn.AttentionCell] with its memory; it steps over inputs
+      ``(*batch, input_size)`` of the memory's batch shape.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> decoder = jaxrnn.init_attention_cell(jax.random.key(0), "lstm", 3, 4, 6)
+      >>> memory = jnp.ones((5, 2, 6))                        # (source_time, batch, 6)
+      >>> decoder = jaxrnn.with_memory(decoder, memory, jnp.array([5, 2]))
+      >>> carry, ys = jaxrnn.unroll(decoder, None, jnp.ones((7, 2, 3)))
+      >>> ys.shape                                            # [h_t; c_t]
+      (7, 2, 10)
+    """
+    where = "with_memory"
+    if not isinstance(params, AttentionCell):
+        fail(where, "params", "be an AttentionCell", type(params).__name__, TypeError)
+    memory, lengths = _check_memory(where, params.attention, memory, memory_lengths)
+    values, keys = _prepare_memory(params.attention, memory, lengths)
+    return dataclasses.replace(params, memory=values, keys=keys, memory_lengths=lengths)
+
+
+@params_class
+class _WithAlignments(WrappedCell):
+    """An attention cell whose output is ``[y_t; a_t]``, so that ``unroll`` masks and
+    stacks the weights along with the outputs."""
+
+    cell: AttentionCell
+    source_time: int = static_field()
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size + self.source_time
+
+    def input_projection(self, x: jax.Array) -> Any:
+        return x
+
+    def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
+        carry, y, weights = self.cell.attend_step(carry, projected)
+        return carry, jnp.concatenate([y, weights.astype(y.dtype)], -1)
+
+
+def unroll_with_alignments(
+    params: AttentionCell,
+    carry: Any,
+    xs: ArrayLike,
+    *,
+    lengths: ArrayLike | None = None,
+) -> tuple[Any, jax.Array, jax.Array]:
+    """[`unroll`][jaxrnn.unroll] an attention decoder, also returning its attention weights.
+
+    $$
+    \\mathrm{alignments}_{t, b, s} = a_{t,b,s}
+    \\quad\\text{(the weight of source position } s \\text{ at step } t)
+    $$
+
+    ``alignments[:, b]`` is the ``(time, source_time)`` matrix that translation papers
+    plot. Steps ``t >= lengths[b]`` hold zeros, as ``ys`` does.
+
+    Args:
+      params: an [`AttentionCell`][jaxrnn.AttentionCell] with memory.
+      carry: initial carry, or ``None`` for the zero state.
+      xs: inputs ``(time, *batch, input_size)``.
+      lengths: integer ``batch``-shaped valid lengths, or ``None``.
+
+    Returns:
+      ``(carry, ys, alignments)``: as [`unroll`][jaxrnn.unroll], and alignments
+      ``(time, *batch, source_time)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> decoder = jaxrnn.init_attention_cell(jax.random.key(0), "gru", 3, 4, 4,
+      ...                                      kind="luong_dot")
+      >>> decoder = jaxrnn.with_memory(decoder, jnp.ones((5, 2, 4)), jnp.array([5, 2]))
+      >>> _, ys, alignments = jaxrnn.unroll_with_alignments(decoder, None, jnp.ones((7, 2, 3)))
+      >>> ys.shape, alignments.shape, bool(jnp.allclose(alignments.sum(-1), 1.0))
+      ((7, 2, 4), (7, 2, 5), True)
+    """
+    where = "unroll_with_alignments"
+    if not isinstance(params, AttentionCell):
+        fail(where, "params", "be an AttentionCell", type(params).__name__, TypeError)
+    if params.memory is None:
+        fail(where, "params", "have a memory (see with_memory)", "an AttentionCell without one")
+    wrapped = _WithAlignments(params, source_time=params.memory.shape[-2])
+    carry, out = unroll(wrapped, carry, xs, lengths=lengths)
+    size = params.output_size
+    return carry, out[..., :size], out[..., size:]
