@@ -349,6 +349,8 @@ class AttentionCell(WrappedCell):
         return self.combine.output_size
 
     def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> AttentionState:
+        # Checked here too, so that unroll and cell_step report it before tracing the step.
+        _check_batch(self.memory, tuple(batch_shape))
         fed = self.combine is not None and self.input_feeding
         attentional = jnp.zeros((*batch_shape, self.output_size), dtype) if fed else None
         return AttentionState(self.cell.zero_carry(batch_shape, dtype), attentional)
@@ -374,14 +376,7 @@ class AttentionCell(WrappedCell):
                 "be bound with with_memory(params, memory, memory_lengths) before the cell runs",
                 "None",
             )
-        memory_batch = memory.shape[:-2]
-        if x.shape[:-1] != memory_batch:
-            fail(
-                "AttentionCell",
-                "x",
-                f"have the batch shape of the memory {shape_text(memory_batch)}",
-                shape_text(x.shape[:-1]),
-            )
+        _check_batch(memory, x.shape[:-1])
 
         def read(query: jax.Array) -> tuple[jax.Array, jax.Array]:
             return _attend(self.attention, query, memory, self.keys, self.memory_lengths)
@@ -397,6 +392,16 @@ class AttentionCell(WrappedCell):
         attentional = readout(self.combine, jnp.concatenate([context, h], -1), "tanh")
         fed = attentional if self.input_feeding else None
         return AttentionState(cell_carry, fed), attentional, weights
+
+
+def _check_batch(memory: jax.Array | None, batch_shape: tuple[int, ...]) -> None:
+    if memory is not None and batch_shape != memory.shape[:-2]:
+        fail(
+            "AttentionCell",
+            "x",
+            f"have the batch shape of the memory {shape_text(memory.shape[:-2])}",
+            shape_text(batch_shape),
+        )
 
 
 def _top_hidden(cell: Any, carry: Any) -> jax.Array:
