@@ -63,6 +63,25 @@ def test_fast_path_covers_the_builtin_cells(spec):
     assert (_fast.kernel_for(params) is not None) == expect_kernel
 
 
+@pytest.mark.parametrize("spec", [pytest.param(s, id=s.id) for s in CELLS])
+def test_default_method_is_fused_for_lstm_and_sequential_otherwise(spec):
+    """``unroll``'s default (``"auto"``) gives bit for bit what the method it picks gives:
+    ``"fused"`` for an LSTM cell without projection, ``"sequential"`` for every other cell."""
+    params, carry, xs, _ = _problem(spec, None)
+    params, carry, xs = jax.tree.map(lambda a: a.astype(jnp.float32), (params, carry, xs))
+    is_plain_lstm = spec.name == "lstm" and not spec.options.get("proj_size", 0)
+    picked = "fused" if is_plain_lstm else "sequential"
+    assert _fast.prefers_fused(params) == (picked == "fused")
+    grad = jax.jit(jax.grad(_loss("auto", None, False), argnums=(0, 1, 2)))
+    grad_picked = jax.jit(jax.grad(_loss(picked, None, False), argnums=(0, 1, 2)))
+    default = jax.jit(lambda p, c, x: jaxrnn.unroll(p, c, x))(params, carry, xs)
+    explicit = jax.jit(lambda p, c, x: jaxrnn.unroll(p, c, x, method=picked))(params, carry, xs)
+    jax.tree.map(np.testing.assert_array_equal, default, explicit)
+    jax.tree.map(
+        np.testing.assert_array_equal, grad(params, carry, xs), grad_picked(params, carry, xs)
+    )
+
+
 def _value_cases():
     """Every cell with and without lengths+reverse; the other scenarios on LSTM and GRU."""
     for spec in CELLS:

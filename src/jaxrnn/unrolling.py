@@ -248,11 +248,21 @@ def unroll_params(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any
     return unroller(params, carry, xs, run)
 
 
+def scan_auto(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
+    """The default method, ``"auto"``: ``"fused"`` for the cells where it measured faster
+    (the LSTM: about 0.6-0.85x the plain scan's training time, the same forward; see
+    ``docs/performance.md``), ``"sequential"`` for every other cell."""
+    if _fast.prefers_fused(params):
+        return scan_fused(params, carry, xs, run)
+    return scan_cell(params, carry, xs, run)
+
+
 def scan_fused(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
     """The ``"fused"`` method: the hand-scheduled derivatives of ``jaxrnn._fast`` where
     they apply (the built-in cells without ``remat``), else ``scan_cell``. Both compute
-    the same function; measured on XLA:CPU, ``"fused"`` is not faster (see
-    ``docs/performance.md``), so it is not the default."""
+    the same function; measured on XLA:CPU it trains an LSTM faster than the plain scan
+    and a GRU or Elman RNN not reliably so (``docs/performance.md``), which is what
+    ``"auto"`` follows."""
     if not run.remat:
         fast = _fast.fast_unroll(params, carry, xs, run.valid, run.reverse, run.unroll)
         if fast is not None:
@@ -303,6 +313,7 @@ def _unroll_bidirectional(params: Bidirectional, carry: BidirectionalState, xs, 
 
 register_method("sequential", scan_cell)
 register_method("fused", scan_fused)
+register_method("auto", scan_auto)
 register_unroller(Stack, _unroll_stack)
 register_unroller(Bidirectional, _unroll_bidirectional)
 
@@ -331,7 +342,7 @@ def unroll(
     key: jax.Array | None = None,
     unroll: int | bool = 1,
     remat: bool = False,
-    method: str = "sequential",
+    method: str = "auto",
     time_major: bool = True,
 ) -> tuple[Any, jax.Array]:
     """Run params over a sequence with ``lax.scan``: BPTT is ``jax.grad`` of it.
@@ -367,9 +378,12 @@ def unroll(
       remat: store only the carry entering each segment of about ``sqrt(time)`` steps
         and recompute the segments in the backward pass, trading compute for memory on
         long sequences.
-      method: how cells run over time: ``"sequential"`` (``lax.scan``, every cell);
-        ``"fused"`` (built-in cells: the same function with hand-scheduled derivatives,
-        see ``docs/performance.md``);
+      method: how cells run over time: ``"auto"`` (the default: ``"fused"`` for LSTM
+        cells, where it trains faster, ``"sequential"`` for the others);
+        ``"sequential"`` (``lax.scan`` of the cell's step, every cell: the reference);
+        ``"fused"`` (built-in rnn, lstm and gru cells: the same function with
+        hand-scheduled derivatives, weight and input gradients as single GEMMs after the
+        loop; see ``docs/performance.md``);
         ``"parallel"`` (a parallel scan over time, for cells linear in their state:
         ``"mingru"``, ``"minlstm"``, ``"lru"``); ``"deer"`` / ``"quasi_deer"`` (Newton's
         method over the whole trajectory with full / diagonal Jacobians, for nonlinear
