@@ -26,17 +26,19 @@ def _pair(apply: Callable, params, xs) -> tuple[Callable, Callable, tuple]:
     return forward, train, (params, xs)
 
 
-def jaxrnn_builder(method: str = "sequential", remat: bool = False, lengths=False) -> Callable:
-    """``jaxrnn.unroll``; ``lengths=True`` passes full lengths, so that the ratio to the
-    run without lengths is the cost of masking a padded batch."""
+def jaxrnn_builder(method: str | None = None, remat: bool = False, lengths=False) -> Callable:
+    """``jaxrnn.unroll`` (its default method unless ``method`` is given); ``lengths=True``
+    passes full lengths, so that the ratio to the run without lengths is the cost of
+    masking a padded batch."""
 
     def build(cell, T, B, D, H):
         import jaxrnn
 
         params = jaxrnn.init_params(jax.random.key(0), cell, D, H)
         full = jnp.full((B,), T) if lengths else None
+        options = {} if method is None else {"method": method}
         return _pair(
-            lambda p, x: jaxrnn.unroll(p, None, x, lengths=full, method=method, remat=remat)[1],
+            lambda p, x: jaxrnn.unroll(p, None, x, lengths=full, remat=remat, **options)[1],
             params,
             _inputs(T, B, D),
         )
@@ -130,7 +132,7 @@ def equinox_builder(checkpoint: bool = False) -> Callable:
 #: name -> builder, in table order. PyTorch runs in its own process (``torch_worker.py``).
 JAX_IMPLEMENTATIONS: dict[str, Callable] = {
     "jaxrnn": jaxrnn_builder(),
-    "jaxrnn method='fused'": jaxrnn_builder("fused"),
+    "jaxrnn method='sequential'": jaxrnn_builder("sequential"),
     "jaxrnn with lengths": jaxrnn_builder(lengths=True),
     "flax linen (LSTMCell, GRUCell)": flax_linen_builder("LSTMCell"),
     "flax linen OptimizedLSTMCell": flax_linen_builder("OptimizedLSTMCell"),
@@ -148,7 +150,7 @@ JAX_PEERS = [name for name in JAX_IMPLEMENTATIONS if not name.startswith("jaxrnn
 #: For the memory measurement: name -> builder of an LSTM training step.
 MEMORY_IMPLEMENTATIONS: dict[str, Callable] = {
     "jaxrnn": jaxrnn_builder(),
-    "jaxrnn method='fused'": jaxrnn_builder("fused"),
+    "jaxrnn method='sequential'": jaxrnn_builder("sequential"),
     "jaxrnn remat=True": jaxrnn_builder(remat=True),
     "flax linen OptimizedLSTMCell": flax_linen_builder("OptimizedLSTMCell"),
     "flax linen nn.remat(cell)": flax_linen_builder("OptimizedLSTMCell", remat=True),
