@@ -69,17 +69,24 @@ def check_features(
 
 
 def check_lengths(
-    where: str, lengths: Any, batch_shape: tuple[int, ...], num_steps: int
+    where: str,
+    lengths: Any,
+    batch_shape: tuple[int, ...],
+    num_steps: int,
+    *,
+    argument: str = "lengths",
+    of: str = "xs",
 ) -> jax.Array:
-    """Validate ``lengths`` (integer, shape == batch shape); clip to ``[0, num_steps]``."""
-    lengths = check_array(where, "lengths", lengths)
+    """Validate ``lengths`` (integer, shape == batch shape of ``of``); clip to
+    ``[0, num_steps]``. ``argument`` and ``of`` name the two in the messages."""
+    lengths = check_array(where, argument, lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        fail(where, "lengths", "have an integer dtype", str(lengths.dtype), TypeError)
+        fail(where, argument, "have an integer dtype", str(lengths.dtype), TypeError)
     if tuple(lengths.shape) != tuple(batch_shape):
         fail(
             where,
-            "lengths",
-            f"have the batch shape of xs {shape_text(batch_shape)}",
+            argument,
+            f"have the batch shape of {of} {shape_text(batch_shape)}",
             shape_text(lengths.shape),
         )
     return jnp.clip(lengths, 0, num_steps)

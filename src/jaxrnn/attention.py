@@ -58,6 +58,7 @@ from jaxrnn._checks import (
     check_choice,
     check_features,
     check_floating,
+    check_lengths,
     fail,
     shape_text,
 )
@@ -181,18 +182,15 @@ def _check_memory(
     )
     if memory_lengths is None:
         return memory, None
-    lengths = check_array(where, "memory_lengths", memory_lengths)
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        fail(where, "memory_lengths", "have an integer dtype", str(lengths.dtype), TypeError)
-    batch_shape = memory.shape[1:-1]
-    if lengths.shape != batch_shape:
-        fail(
-            where,
-            "memory_lengths",
-            f"have the batch shape of memory {shape_text(batch_shape)}",
-            shape_text(lengths.shape),
-        )
-    return memory, jnp.clip(lengths, 0, memory.shape[0])
+    lengths = check_lengths(
+        where,
+        memory_lengths,
+        memory.shape[1:-1],
+        memory.shape[0],
+        argument="memory_lengths",
+        of="memory",
+    )
+    return memory, lengths
 
 
 def _valid(lengths: jax.Array, source_time: int) -> jax.Array:
