@@ -64,8 +64,8 @@ from jaxrnn._checks import (
 )
 from jaxrnn._pytree import params_class, static_field
 from jaxrnn.cells._base import LECUN_NORMAL, WrappedCell
-from jaxrnn.composites import Stack
 from jaxrnn.initialization import init_params
+from jaxrnn.pooling import final_hidden
 from jaxrnn.readout import ReadoutParams, init_readout, readout
 from jaxrnn.unrolling import _step, unroll
 
@@ -380,7 +380,8 @@ class AttentionCell(WrappedCell):
             return _attend(self.attention, query, memory, self.keys, self.memory_lengths)
 
         if self.combine is None:  # Bahdanau: read with s_{t-1}, feed the context
-            context, weights = read(_top_hidden(self.cell, carry.cell))
+            # The query is s_{t-1}'s top-layer h (an LSTM carry's h field).
+            context, weights = read(final_hidden(carry.cell))
             cell_carry, h = _step(self.cell, carry.cell, jnp.concatenate([x, context], -1))
             return AttentionState(cell_carry, None), jnp.concatenate([h, context], -1), weights
         if self.input_feeding:
@@ -400,13 +401,6 @@ def _check_batch(memory: jax.Array | None, batch_shape: tuple[int, ...]) -> None
             f"have the batch shape of the memory {shape_text(memory.shape[:-2])}",
             shape_text(batch_shape),
         )
-
-
-def _top_hidden(cell: Any, carry: Any) -> jax.Array:
-    """The query of a Bahdanau step: the top layer's ``h`` (an LSTM carry's ``h`` field)."""
-    if isinstance(cell, Stack):
-        carry = carry[-1]
-    return carry.h if hasattr(carry, "h") else carry
 
 
 def init_attention_cell(
