@@ -50,21 +50,25 @@ class GRUParams(VectorCell):
 
     def recurrence(self, carry: jax.Array, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = carry
+        _, z, n, _ = self._gates(h, projected)
+        h = n + z * (h - n)  # = (1 - z) * n + z * h, one multiply fewer
+        return h, h
+
+    def _gates(self, h: jax.Array, projected: jax.Array):
+        """``(r, z, n, h W_hn + b_hn)`` of one step; the last is ``None`` without
+        ``reset_after`` (there ``W_hn`` multiplies ``r * h``)."""
         x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
         if self.reset_after:
             h_r, h_z, h_n = jnp.split(affine(h, self.w_h, self.b_h), 3, axis=-1)
             r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + r * h_n)
-        else:
-            size = self.hidden_size
-            b_rz, b_n = (
-                (None, None) if self.b_h is None else (self.b_h[: 2 * size], self.b_h[2 * size :])
-            )
-            h_r, h_z = jnp.split(affine(h, self.w_h[:, : 2 * size], b_rz), 2, axis=-1)
-            r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + affine(r * h, self.w_h[:, 2 * size :], b_n))
-        h = n + z * (h - n)  # = (1 - z) * n + z * h, one multiply fewer
-        return h, h
+            return r, z, jnp.tanh(x_n + r * h_n), h_n
+        size = self.hidden_size
+        b_rz, b_n = (
+            (None, None) if self.b_h is None else (self.b_h[: 2 * size], self.b_h[2 * size :])
+        )
+        h_r, h_z = jnp.split(affine(h, self.w_h[:, : 2 * size], b_rz), 2, axis=-1)
+        r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+        return r, z, jnp.tanh(x_n + affine(r * h, self.w_h[:, 2 * size :], b_n)), None
 
     def jacobian_diagonal(self, carry: jax.Array, projected: jax.Array) -> jax.Array:
         """The diagonal of ``∂h_t / ∂h_{t-1}`` of ``recurrence(carry, projected)``.
@@ -100,22 +104,13 @@ class GRUParams(VectorCell):
           True
         """
         h, size = carry, self.hidden_size
-        x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
+        r, z, n, h_n = self._gates(h, projected)
         # w_h[i, k * size + j] -> blocks[i, k, j]; gate k's diagonal is blocks[i, k, i].
         d_r, d_z, d_n = jnp.diagonal(self.w_h.reshape(size, 3, size), axis1=0, axis2=2)
-        if self.reset_after:
-            h_r, h_z, h_n = jnp.split(affine(h, self.w_h, self.b_h), 3, axis=-1)
-            r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + r * h_n)
+        if h_n is not None:  # reset_after
             dn = (1 - n**2) * (r * (1 - r) * d_r * h_n + r * d_n)
         else:
-            b_rz, b_n = (
-                (None, None) if self.b_h is None else (self.b_h[: 2 * size], self.b_h[2 * size :])
-            )
             w_hr, w_hn = self.w_h[:, :size], self.w_h[:, 2 * size :]
-            h_r, h_z = jnp.split(affine(h, self.w_h[:, : 2 * size], b_rz), 2, axis=-1)
-            r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + affine(r * h, w_hn, b_n))
             # ∂(r h)_j / ∂h_i = δ_ij r_j + h_j r_j (1 - r_j) (W_hr)_ij, then through W_hn.
             through_r = (h * r * (1 - r)) @ (w_hr.T * w_hn)
             dn = (1 - n**2) * (r * d_n + through_r)

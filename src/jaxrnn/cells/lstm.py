@@ -72,13 +72,18 @@ class LSTMParams(Cell):
         return affine(x, self.w_x, self.b_x)
 
     def recurrence(self, carry: LSTMState, projected: jax.Array) -> tuple[LSTMState, jax.Array]:
-        gates = projected + affine(carry.h, self.w_h, self.b_h)
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        _, _, _, o, c = self._gates(carry, projected)
+        h = o * jnp.tanh(c)
         if self.w_proj is not None:
             h = h @ self.w_proj
         return LSTMState(h=h, c=c), h
+
+    def _gates(self, carry: LSTMState, projected: jax.Array):
+        """The activated gates ``σ(i), σ(f), tanh(g), σ(o)`` of one step and the new ``c``."""
+        gates = projected + affine(carry.h, self.w_h, self.b_h)
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+        return i, f, g, o, f * carry.c + i * g
 
     def jacobian_diagonal(self, carry: LSTMState, projected: jax.Array) -> LSTMState:
         """The diagonal of ``∂(h_t, c_t) / ∂(h_{t-1}, c_{t-1})`` of ``recurrence``, as an
@@ -117,10 +122,8 @@ class LSTMParams(Cell):
           >>> bool(jnp.allclose(diagonal, jnp.diagonal(jax.jacfwd(step)(flat))))
           True
         """
-        gates = projected + affine(carry.h, self.w_h, self.b_h)
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
-        i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-        tanh_c = jnp.tanh(f * carry.c + i * g)
+        i, f, g, o, c = self._gates(carry, projected)
+        tanh_c = jnp.tanh(c)
         u = o * (1 - tanh_c**2)  # ∂h_t / ∂c_t before the projection
         coefficients = [u * i * (1 - i) * g, u * f * (1 - f) * carry.c, u * i * (1 - g**2)]
         alpha = jnp.stack([*coefficients, o * (1 - o) * tanh_c], axis=-2)  # (..., gate, hidden)
