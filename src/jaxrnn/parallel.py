@@ -499,6 +499,12 @@ def _newton(
     return s, k, res
 
 
+def _converged(residual: jax.Array, bound: jax.Array) -> jax.Array:
+    """``residual <= bound`` for a finite residual only: an overflowed solve has an
+    infinite scale too, and ``inf <= tol * inf`` would read as converged."""
+    return jnp.isfinite(residual) & (residual <= bound)
+
+
 def _report(converged, residual, iterations, on_failure: str, where: str) -> None:
     """Raise or warn (by ``on_failure``) if any sequence did not converge."""
     if on_failure == "nan":
@@ -600,7 +606,7 @@ def _deer_solve_bwd(config: DEERConfig, saved, cotangents):
     lam_rev, k, res = _newton(
         linearize, g_s[::-1], tol, config.max_iter, scale_floor=0.0, trust_region=trust_region
     )
-    converged = res <= tol * jnp.max(jnp.abs(lam_rev))
+    converged = _converged(res, tol * jnp.max(jnp.abs(lam_rev)))
     lam = lam_rev[::-1]
     if config.on_failure == "nan":
         lam = jnp.where(converged, lam, jnp.nan)
@@ -649,8 +655,7 @@ def _deer_cell(
         s0, flat_xs, valid
     )
     res, scale = jax.lax.stop_gradient((res, scale))
-    # An overflowed trajectory has scale inf, and inf <= tol * inf: require a finite residual.
-    converged = jnp.isfinite(res) & (res <= _tolerance(config, s0.dtype) * jnp.maximum(1.0, scale))
+    converged = _converged(res, _tolerance(config, s0.dtype) * jnp.maximum(1.0, scale))
     if config.on_failure == "nan":
         s_last = jnp.where(converged[:, None], s_last, jnp.nan)
         ys = jnp.where(converged[None, :, None], ys, jnp.nan)
