@@ -438,11 +438,10 @@ def _trust_region_step(
         gram = a_next @ p @ _transpose(a_next) + eye
         gain = _transpose(jnp.linalg.solve(_transpose(gram), a_next @ _transpose(p)))
         offset = m - mv(gain, mv(a_next, m) + b_next)
-        gain = jnp.concatenate([gain, jnp.zeros_like(gain[:1])])
     else:
         gain = p * a_next / (a_next * p * a_next + 1)
         offset = m - gain * (a_next * m + b_next)
-        gain = jnp.concatenate([gain, jnp.zeros_like(gain[:1])])
+    gain = jnp.concatenate([gain, jnp.zeros_like(gain[:1])])
     offset = jnp.concatenate([offset, mean[-1:]])
     return _scan_affine(gain[::-1], offset[::-1])[::-1]
 
