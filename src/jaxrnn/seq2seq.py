@@ -107,6 +107,16 @@ def _bound_decoder(
     return params.decoder
 
 
+def _start_decoding(
+    params: Seq2SeqParams, source: ArrayLike, source_lengths: ArrayLike | None
+) -> tuple[Any, Any]:
+    """Encode the source: the decoder (bound to the encoder's outputs when it attends)
+    and its initial carry (the bridged encoder carry)."""
+    encoder_carry, encoder_ys = encode(params, source, source_lengths)
+    decoder = _bound_decoder(params, encoder_ys, source_lengths)
+    return decoder, bridge_carry(params, encoder_carry)
+
+
 def _layer_carries(params: Any, carry: Any) -> tuple[Any, ...]:
     return tuple(carry) if isinstance(params, Stack) else (carry,)
 
@@ -420,10 +430,9 @@ def seq2seq_logits(
       >>> logits.shape
       (4, 3, 10)
     """
-    encoder_carry, encoder_ys = encode(params, source, source_lengths)
-    decoder = _bound_decoder(params, encoder_ys, source_lengths)
+    decoder, carry = _start_decoding(params, source, source_lengths)
     inputs = params.target_embedding[shift_right(targets, start_token)]
-    _, ys = unroll(decoder, bridge_carry(params, encoder_carry), inputs, lengths=target_lengths)
+    _, ys = unroll(decoder, carry, inputs, lengths=target_lengths)
     return readout(params.readout, ys)
 
 
@@ -520,10 +529,8 @@ def seq2seq_alignments(
             "have an attention decoder (init_seq2seq(..., attention=...))",
             f"a {type(params.decoder).__name__} decoder",
         )
-    encoder_carry, encoder_ys = encode(params, source, source_lengths)
-    decoder = _bound_decoder(params, encoder_ys, source_lengths)
+    decoder, carry = _start_decoding(params, source, source_lengths)
     inputs = params.target_embedding[shift_right(targets, start_token)]
-    carry = bridge_carry(params, encoder_carry)
     _, _, alignments = unroll_with_alignments(decoder, carry, inputs, lengths=target_lengths)
     return alignments
 
@@ -541,12 +548,12 @@ def _decode(
     key,
     temperature,
 ) -> tuple[jax.Array, jax.Array]:
-    encoder_carry, encoder_ys = encode(params, source, source_lengths)
+    decoder, carry = _start_decoding(params, source, source_lengths)
     batch_shape = jnp.shape(source)[1:]
     first_input = params.target_embedding[jnp.full(batch_shape, start_token)]
     _, tokens = generate(
-        _bound_decoder(params, encoder_ys, source_lengths),
-        bridge_carry(params, encoder_carry),
+        decoder,
+        carry,
         first_input,
         max_length,
         readout=lambda y: readout(params.readout, y),
