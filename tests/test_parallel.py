@@ -437,6 +437,35 @@ def test_not_converged_warns():
     assert not bool(jnp.any(info.converged)) and bool(jnp.all(jnp.isfinite(ys)))
 
 
+def gain_four_rnn_at_rest():
+    """An Elman RNN with recurrent gain 4, zero inputs and a zero initial state: the state
+    stays exactly 0 (the forward solve converges at once), but every Jacobian on that
+    trajectory is ``4 W``, so the true gradient through 100 steps grows like ``4^100`` and
+    overflows float32 in the adjoint (backward) solve."""
+    params = jaxrnn.init_params(jax.random.key(27), "rnn", INPUT_SIZE, HIDDEN_SIZE, bias=False)
+    params = dataclasses.replace(params, w_h=4.0 * params.w_h)
+    weights = jax.random.normal(jax.random.key(28), (100, 2, HIDDEN_SIZE))
+    return params, jnp.zeros((100, 2, INPUT_SIZE)), weights
+
+
+@pytest.mark.parametrize("variant", ["full", "diagonal"])
+def test_overflowed_adjoint_solve_is_not_reported_converged(variant):
+    params, xs, weights = gain_four_rnn_at_rest()
+
+    def loss(xs, on_failure):
+        _, ys, info = deer_unroll(params, None, xs, variant=variant, on_failure=on_failure)
+        return jnp.sum(weights * ys), info
+
+    (_, info), _ = jax.value_and_grad(loss, has_aux=True)(xs, "nan")
+    assert bool(jnp.all(info.converged))  # the forward solve is exact
+    grads = jax.grad(lambda xs: loss(xs, "nan")[0])(xs)
+    assert bool(jnp.all(jnp.isnan(grads[0])))  # the overflowed gradient is NaN, not garbage
+    sequential = jax.grad(lambda xs: jnp.sum(weights * UNROLL(params, None, xs)[1]))(xs)
+    assert not bool(jnp.all(jnp.isfinite(sequential[0])))  # the true gradient overflows too
+    with pytest.raises(DEERNotConvergedError, match=r"deer \(backward, adjoint solve\)"):
+        jax.grad(lambda xs: loss(xs, "raise")[0])(xs)
+
+
 def test_max_iter_one_is_not_converged_but_time_iterations_always_are():
     """After k iterations the first k steps are exact, whatever the Jacobian: with
     max_iter = T the chaotic RNN is solved, with max_iter = 1 it is not."""
