@@ -303,6 +303,92 @@ def test_greedy_is_stepwise_argmax_and_beams_read_their_own_source(config):
     assert bool(jnp.any(beams != tokens)), "the wider beam should find other outputs"
 
 
+# Sampling from an attention decoder.
+SAMPLED = [SEQ2SEQ[0], SEQ2SEQ[2]]  # Bahdanau; Luong (general) with input feeding
+DECODE = dict(start_token=START, end_token=END, pad_token=PAD)
+
+
+@pytest.mark.parametrize("config", SAMPLED, ids=lambda c: c["attention"])
+def test_sample_decode_with_attention(config):
+    """Six sources, each repeated 2000 times in one batch (copy c of source b is row
+    c * 6 + b), decoded by sampling:
+
+    - the tokens are a step-by-step loop's (bind the memory, step the decoder, whose
+      carry feeds h~_{t-1} back for Luong, draw token t with the t-th of
+      split(key, max_length) as generate documents, PAD after END);
+    - a key reproduces its tokens, another key gives others;
+    - the first tokens' frequencies are softmax(z_1 / temperature) within 5 standard
+      errors (fixed keys: the same draws on every run), a bound that rejects the
+      untempered softmax(z_1);
+    - at temperature 1e-6 it is greedy decoding (the sharpened logits lead by > 1e-4,
+      far beyond 1e-6 times the Gumbel noise that categorical adds);
+    - a token used only in the source padding, embedded as NaN, changes no sample.
+    """
+    params = sharpened(init_seq2seq(config, seed=1), config["attention"])
+    base_source, base_lengths = source_batch(jax.random.key(7), 6)
+    junk = VOCAB - 1  # kept out of the sources, to be put in their padding below
+    base_source = jnp.where(base_source == junk, FIRST, base_source)
+    copies, max_length = 2000, 4
+    source, source_lengths = jnp.tile(base_source, (1, copies)), jnp.tile(base_lengths, copies)
+    batch = source.shape[1]
+    # temperature is a traced argument: one compilation for every temperature
+    sample = jax.jit(functools.partial(jaxrnn.sample_decode, max_length=max_length, **DECODE))
+
+    @jax.jit
+    def by_hand(params, source, source_lengths, key, temperature):
+        encoder_carry, encoder_ys = jaxrnn.encode(params, source, source_lengths)
+        decoder = jaxrnn.with_memory(params.decoder, encoder_ys, source_lengths)
+        carry = jaxrnn.bridge_carry(params, encoder_carry)
+        token, finished, tokens, all_logits = jnp.full(batch, START), jnp.zeros(batch, bool), [], []
+        for step_key in jax.random.split(key, max_length):
+            carry, y = jaxrnn.cell_step(decoder, carry, params.target_embedding[token])
+            logits = jaxrnn.readout(params.readout, y)
+            token = jax.random.categorical(step_key, logits / temperature, axis=-1)
+            token = jnp.where(finished, PAD, token)
+            finished = finished | (token == END)
+            tokens.append(token)
+            all_logits.append(logits)
+        return jnp.stack(tokens), all_logits[0]
+
+    k1, k2 = jax.random.split(jax.random.key(8))
+    temperature = 0.7
+    tokens, lengths = sample(params, source, source_lengths, key=k1, temperature=temperature)
+    expected_tokens, first_logits = by_hand(params, source, source_lengths, k1, temperature)
+    np.testing.assert_array_equal(tokens, expected_tokens)
+    np.testing.assert_array_equal(lengths, jaxrnn.decoded_lengths(tokens, END))
+    assert bool(jnp.any(lengths < max_length)) and bool(jnp.any(tokens == PAD))
+    again, _ = sample(params, source, source_lengths, key=k1, temperature=temperature)
+    np.testing.assert_array_equal(again, tokens)
+    other, _ = sample(params, source, source_lengths, key=k2, temperature=temperature)
+    assert float(jnp.mean(other != tokens)) > 0.1
+
+    z_1 = first_logits[:6]  # the copies of a source have the same logits
+    np.testing.assert_allclose(first_logits.reshape(copies, 6, VOCAB), z_1[None].repeat(copies, 0))
+    expected = jax.nn.softmax(z_1 / temperature, -1)  # (source, vocab)
+    frequencies = jax.nn.one_hot(tokens[0].reshape(copies, 6), VOCAB).mean(0)
+    bound = 5 * jnp.sqrt(expected * (1 - expected) / copies) + 1e-3
+    assert bool(jnp.all(jnp.abs(frequencies - expected) <= bound)), (frequencies, expected)
+    untempered = jax.nn.softmax(z_1, -1)
+    assert bool(jnp.any(jnp.abs(frequencies - untempered) > bound)), "the check has no power"
+
+    greedy = jax.jit(functools.partial(jaxrnn.greedy_decode, max_length=max_length, **DECODE))
+    greedy_tokens, greedy_lengths = greedy(params, source, source_lengths)
+    cold, cold_lengths = sample(params, source, source_lengths, key=k2, temperature=1e-6)
+    np.testing.assert_array_equal(cold, greedy_tokens)
+    np.testing.assert_array_equal(cold_lengths, greedy_lengths)
+
+    assert not bool(jnp.any(source == junk)) and bool(jnp.any(source_lengths < source.shape[0]))
+    poisoned = params.__class__(
+        **{**vars(params), "source_embedding": params.source_embedding.at[junk].set(jnp.nan)}
+    )
+    dirty = jnp.where(jaxrnn.sequence_mask(source_lengths, source.shape[0]), source, junk)
+    dirty_tokens, dirty_lengths = sample(
+        poisoned, dirty, source_lengths, key=k1, temperature=temperature
+    )
+    np.testing.assert_array_equal(dirty_tokens, tokens)
+    np.testing.assert_array_equal(dirty_lengths, lengths)
+
+
 def reverse_batch(key, batch, max_source=5, vocab=10):
     """Source: random data tokens; target: the source reversed, then END, then PAD."""
     k1, k2 = jax.random.split(key)
