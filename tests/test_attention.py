@@ -7,6 +7,7 @@ The loop oracle builds every step from ``cell_step`` on the inner cell and ``att
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import padded
+from conftest import padded, random_carry
 from jax.test_util import check_grads
 
 import jaxrnn
@@ -117,7 +118,7 @@ def test_padding_content_never_reaches_results_or_gradients(kind):
 # An attention decoder, teacher-forced, against a loop of the papers' equations.
 DECODERS = [
     dict(cell="gru", kind="bahdanau"),
-    dict(cell="lstm", kind="bahdanau", num_layers=2),
+    dict(cell="lstm", kind="bahdanau", num_layers=2, dropout=0.5),  # no key: no dropout
     dict(cell="lstm", kind="luong_dot", attentional_size=3),
     dict(cell="rnn", kind="luong_general", num_layers=2, input_feeding=False),
 ]
@@ -424,6 +425,122 @@ def test_learns_to_reverse_with_attention():
     assert float(exact.mean()) > 0.9
 
 
+# Dropout inside an attention decoder: unroll's key reaches its inner layers.
+RATES = dict(input_dropout=0.3, output_dropout=0.2, recurrent_dropout=0.3, zoneout_h=0.2)
+INNER_DROPOUT = [
+    # a stack: dropout between its layers and inside each (regularize)
+    dict(cell="gru", kind="luong_general", num_layers=2, dropout=0.5, regularize=RATES),
+    # one regularized layer, not a stack: it gets unroll's key itself
+    dict(cell="lstm", kind="bahdanau", regularize={**RATES, "zoneout_c": 0.3}),
+]
+
+
+def dropout_decoder(config, input_feeding=False):
+    config = dict(config)
+    cell, kind, rates = config.pop("cell"), config.pop("kind"), config.pop("regularize", None)
+    if kind != "bahdanau":
+        config["input_feeding"] = input_feeding
+    decoder = jaxrnn.init_attention_cell(
+        jax.random.key(3), cell, 3, MEMORY, MEMORY, kind=kind, **config
+    )
+    if rates is not None:
+        decoder = dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell, **rates))
+    return decoder
+
+
+@pytest.mark.parametrize("config", INNER_DROPOUT, ids=lambda c: c["kind"])
+def test_key_gives_the_inner_layers_their_own_dropout(config):
+    """Where the inner cell's inputs do not depend on its state (Luong without input
+    feeding; Bahdanau with one valid source position, whose context is that position),
+    unroll(decoder, key=k) is unroll(decoder.cell, key=k) plus attention: the inner
+    layers draw exactly the masks they draw on their own (between-layer dropout,
+    variational dropout, zoneout), and nothing else. (Without a key the decoder is the
+    deterministic loop: DECODERS above has a decoder with dropout.)"""
+    decoder = dropout_decoder(config)
+    k1, k2, k3 = jax.random.split(jax.random.key(4), 3)
+    bahdanau = decoder.attention.kind == "bahdanau"
+    memory_lengths = jnp.array([1, 1, 1]) if bahdanau else jnp.array([5, 2, 3])
+    memory = padded(k1, SOURCE_TIME, memory_lengths, MEMORY, fill=jnp.nan)
+    xs = jax.random.normal(k2, (6, 3, 3))
+    lengths = jnp.array([6, 6, 2])
+    bound = jaxrnn.with_memory(decoder, memory, memory_lengths)
+    start = random_carry(bound, (3,), k3)
+    run = jax.jit(functools.partial(jaxrnn.unroll, lengths=lengths))
+
+    @jax.jit
+    def inner_then_attention(decoder, memory, start, key):
+        """The inner cell unrolled on its own, then the attention over its outputs."""
+        if bahdanau:
+            context = jnp.broadcast_to(memory[0], (6, 3, MEMORY))
+            inner_xs = jnp.concatenate([xs, context], -1)
+            inner_carry, hs = jaxrnn.unroll(decoder.cell, start, inner_xs, lengths=lengths, key=key)
+            ys = jnp.concatenate([hs, context], -1)
+        else:
+            inner_carry, hs = jaxrnn.unroll(decoder.cell, start, xs, lengths=lengths, key=key)
+            read = jax.vmap(lambda h: jaxrnn.attend(decoder.attention, h, memory, memory_lengths))
+            context, _ = read(hs)
+            ys = jaxrnn.readout(decoder.combine, jnp.concatenate([context, hs], -1), "tanh")
+        return inner_carry, jnp.where(jaxrnn.sequence_mask(lengths, 6)[..., None], ys, 0)
+
+    key, other_key = jax.random.split(jax.random.key(5))
+    carry, ys = run(bound, start, xs, key=key)
+    inner_carry, expected = inner_then_attention(decoder, memory, start.cell, key)
+    np.testing.assert_allclose(ys, expected, rtol=1e-5, atol=1e-6)
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
+    jax.tree.map(close, carry.cell, inner_carry)
+    _, other_ys = run(bound, start, xs, key=other_key)
+    assert not np.allclose(other_ys, ys)
+
+
+def test_dropout_with_input_feeding_trains():
+    """With h~_{t-1} fed back (Luong's input feeding) there is no inner-only oracle: a
+    key reproduces its loss, another key changes it, and gradients are finite and reach
+    every inner weight and the memory."""
+    decoder = dropout_decoder(INNER_DROPOUT[0], input_feeding=True)
+    memory_lengths = jnp.array([5, 2, 3])
+    memory = padded(jax.random.key(1), SOURCE_TIME, memory_lengths, MEMORY, fill=jnp.nan)
+    xs = jax.random.normal(jax.random.key(2), (6, 3, 3))
+
+    @jax.jit
+    @functools.partial(jax.value_and_grad, argnums=(0, 1))
+    def loss(decoder, memory, key):
+        bound = jaxrnn.with_memory(decoder, memory, memory_lengths)
+        _, ys = jaxrnn.unroll(bound, None, xs, lengths=jnp.array([6, 6, 2]), key=key)
+        return jnp.sum(jnp.sin(ys))
+
+    k1, k2 = jax.random.split(jax.random.key(6))
+    value, (grads, memory_grads) = loss(decoder, memory, k1)
+    assert float(loss(decoder, memory, k1)[0]) == float(value)
+    assert float(loss(decoder, memory, k2)[0]) != float(value)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves((grads, memory_grads)))
+    assert all(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads.cell))
+    valid = jaxrnn.sequence_mask(memory_lengths, SOURCE_TIME)[..., None]
+    assert bool(jnp.all(jnp.where(valid, memory_grads != 0, memory_grads == 0)))
+
+
+def test_regularized_attention_decoder_keeps_the_inner_dropout():
+    """regularize() around a whole attention decoder drops its inputs and outputs; the
+    inner layers still get a key of their own for their dropout."""
+    decoder = jaxrnn.init_attention_cell(
+        jax.random.key(3), "gru", 3, MEMORY, MEMORY, kind="luong_dot", num_layers=2, dropout=0.5
+    )
+    no_dropout = dataclasses.replace(decoder, cell=dataclasses.replace(decoder.cell, dropout=0.0))
+    memory = jax.random.normal(jax.random.key(1), (SOURCE_TIME, 3, MEMORY))
+    xs = jax.random.normal(jax.random.key(2), (6, 3, 3))
+
+    def outputs(decoder):
+        # regularize() needs a decoder without memory (its checks step one sequence), and
+        # with_memory an AttentionCell: bind the one inside.
+        wrapped = jaxrnn.regularize(decoder, output_dropout=0.2)
+        bound = dataclasses.replace(wrapped, cell=jaxrnn.with_memory(decoder, memory))
+        return jax.jit(jaxrnn.unroll)(bound, None, xs, key=jax.random.key(7))[1]
+
+    ys, ys_without = outputs(decoder), outputs(no_dropout)
+    assert not np.allclose(ys, ys_without), "the inner dropout was not applied"
+    # the same output mask in both: the zeros are where the outer dropout put them
+    np.testing.assert_array_equal(ys == 0, ys_without == 0)
+
+
 BAHDANAU = jaxrnn.init_attention(jax.random.key(0), 4, 4)
 DECODER = jaxrnn.init_attention_cell(jax.random.key(0), "gru", 3, 4, 4)
 MEMORY_3 = jnp.ones((5, 3, 4))
@@ -461,6 +578,39 @@ MEMORY_3 = jnp.ones((5, 3, 4))
             ),
             ValueError,
             "init_attention_cell: attentional_size must be None unless kind is a Luong kind; got 2",
+        ),
+        (
+            lambda: jaxrnn.init_attention_cell(jax.random.key(0), "gru", 3, 4, 4, dropout=0.3),
+            ValueError,
+            r"init_attention_cell: dropout must be 0 with num_layers=1 \(it acts between the "
+            r"inner layers\); got 0.3",
+        ),
+        (
+            lambda: jaxrnn.init_attention_cell(
+                jax.random.key(0), "gru", 3, 4, 4, num_layers=2, dropout=1.0
+            ),
+            ValueError,
+            r"init_attention_cell: dropout must be a number in \[0, 1\); got 1.0",
+        ),
+        (
+            lambda: jaxrnn.unroll(
+                jaxrnn.with_memory(
+                    dataclasses.replace(
+                        DECODER,
+                        cell=jaxrnn.learned_init(
+                            jaxrnn.regularize(DECODER.cell, input_dropout=0.1)
+                        ),
+                    ),
+                    MEMORY_3,
+                ),
+                None,
+                jnp.ones((2, 3, 3)),
+                key=jax.random.key(0),
+            ),
+            ValueError,
+            r"unroll: params must have regularize\(\)d cells of an AttentionCell as its inner "
+            r"layers, not inside other wrappers \(where a key would not reach them\); got "
+            r"layer 0: LearnedInit around a Regularized",
         ),
         (
             lambda: jaxrnn.attend(BAHDANAU, jnp.ones((3, 4)), jnp.ones((5, 3, 6))),

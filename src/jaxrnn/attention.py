@@ -38,6 +38,14 @@ input ``x_t`` (e.g. the embedding of the previous target token):
 Here ``h_t`` is the inner cell's output (its top layer's ``h``) and ``s_{t-1}``'s query
 is the top layer's ``h`` in the carry.
 
+Dropout inside the decoder follows [`unroll`][jaxrnn.unroll]'s ``key``, as everywhere in
+jaxrnn: with a key, the inner layers draw exactly the masks that
+``unroll(params.cell, ..., key=key)`` would draw, i.e. dropout between stacked layers
+(``init_attention_cell(..., dropout=p)``, a fresh mask at every step as PyTorch's
+``nn.LSTM(dropout=p)``) and, for layers wrapped by [`regularize`][jaxrnn.regularize],
+variational dropout and zoneout. Without a key (and in [`cell_step`][jaxrnn.cell_step],
+[`generate`][jaxrnn.generate], the decoders) the step is deterministic.
+
 References:
   Bahdanau, Cho & Bengio, *Neural Machine Translation by Jointly Learning to Align and
   Translate*, ICLR 2015. Luong, Pham & Manning, *Effective Approaches to Attention-based
@@ -47,6 +55,9 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
+from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
 import jax
@@ -63,11 +74,14 @@ from jaxrnn._checks import (
     shape_text,
 )
 from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import LECUN_NORMAL, WrappedCell
+from jaxrnn.cells._base import LECUN_NORMAL, Cell, WrappedCell
+from jaxrnn.composites import Stack
+from jaxrnn.dropout import dropout
 from jaxrnn.initialization import init_params
 from jaxrnn.pooling import final_hidden
 from jaxrnn.readout import ReadoutParams, init_readout, readout
-from jaxrnn.unrolling import _step, unroll
+from jaxrnn.regularization import Regularized, training_steps
+from jaxrnn.unrolling import Run, _step, register_unroller, unroll, unroll_params
 
 __all__ = [
     "ATTENTION_KINDS",
@@ -320,6 +334,13 @@ class AttentionCell(WrappedCell):
     Built by [`init_attention_cell`][jaxrnn.init_attention_cell] without memory;
     [`with_memory`][jaxrnn.with_memory] binds one. The memory is stored batch-leading, so
     each step's scores and context are batched products without a transpose.
+
+    ``step`` (what [`cell_step`][jaxrnn.cell_step] and [`generate`][jaxrnn.generate] run)
+    is deterministic. [`unroll`][jaxrnn.unroll] with a ``key`` runs the inner layers with
+    their dropout: between the layers of a ``Stack`` at its ``dropout`` rate, and inside
+    layers wrapped by [`regularize`][jaxrnn.regularize] (e.g.
+    ``dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell,
+    recurrent_dropout=0.25))``).
     """
 
     cell: Any  # the inner decoder: a cell or a Stack of unidirectional layers
@@ -366,6 +387,16 @@ class AttentionCell(WrappedCell):
         self, carry: AttentionState, x: jax.Array
     ) -> tuple[AttentionState, jax.Array, jax.Array]:
         """One step, also returning the attention weights ``(*batch, source_time)``."""
+        return self._attend_step(carry, x, functools.partial(_step, self.cell))
+
+    def _attend_step(
+        self,
+        carry: AttentionState,
+        x: jax.Array,
+        inner_step: Callable[[Any, jax.Array], tuple[Any, jax.Array]],
+    ) -> tuple[AttentionState, jax.Array, jax.Array]:
+        """The step, with ``inner_step(cell_carry, x) -> (cell_carry, h)`` as the inner cell's
+        (``_Steps`` passes one with dropout)."""
         memory = self.memory
         if memory is None:
             fail(
@@ -382,11 +413,11 @@ class AttentionCell(WrappedCell):
         if self.combine is None:  # Bahdanau: read with s_{t-1}, feed the context
             # The query is s_{t-1}'s top-layer h (an LSTM carry's h field).
             context, weights = read(final_hidden(carry.cell))
-            cell_carry, h = _step(self.cell, carry.cell, jnp.concatenate([x, context], -1))
+            cell_carry, h = inner_step(carry.cell, jnp.concatenate([x, context], -1))
             return AttentionState(cell_carry, None), jnp.concatenate([h, context], -1), weights
         if self.input_feeding:
             x = jnp.concatenate([x, cast(jax.Array, carry.attentional)], -1)
-        cell_carry, h = _step(self.cell, carry.cell, x)
+        cell_carry, h = inner_step(carry.cell, x)
         context, weights = read(h)
         attentional = readout(self.combine, jnp.concatenate([context, h], -1), "tanh")
         fed = attentional if self.input_feeding else None
@@ -403,6 +434,146 @@ def _check_batch(memory: jax.Array | None, batch_shape: tuple[int, ...]) -> None
         )
 
 
+class _LayerNoise(NamedTuple):
+    """Features of one inner layer's slice of ``noise_t`` (see ``_Steps``)."""
+
+    input_mask: int  # a regularized layer's m_x: multiplies the layer's input
+    extra_inputs: int  # a regularized layer's zoneout masks: appended to its input
+    output_mask: int  # a regularized layer's m_y: multiplies its output
+    dropout_mask: int  # the Stack's dropout after this layer: multiplies its output
+
+
+@params_class
+class _Steps(Cell):
+    """An [`AttentionCell`][jaxrnn.AttentionCell] as [`unroll`][jaxrnn.unroll] runs it: its
+    step with the inner layers' random masks.
+
+    The masks of every step are drawn before the scan and appended to the inputs (``x_t``
+    becomes ``[x_t; noise_t]``), as [`regularize`][jaxrnn.regularize] does with zoneout
+    masks, so every unroll method (and ``remat``) runs this cell unchanged. Without noise
+    it is the AttentionCell's own step.
+    """
+
+    attention_cell: AttentionCell
+    layers: tuple[Any, ...]  # what steps each inner layer: the layer, or its training step
+    noise_sizes: tuple[_LayerNoise, ...] = static_field()  # per inner layer, bottom first
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        size = sum(sum(sizes) for sizes in self.noise_sizes)
+        return (self.attention_cell.input_shape[-1] + size,)
+
+    @property
+    def output_size(self) -> int:
+        return self.attention_cell.output_size
+
+    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> AttentionState:
+        return self.attention_cell.zero_carry(batch_shape, dtype)
+
+    def input_projection(self, x: jax.Array) -> Any:
+        return jnp.split(x, [self.attention_cell.input_shape[-1]], axis=-1)
+
+    def recurrence(self, carry: AttentionState, projected: Any) -> tuple[Any, jax.Array]:
+        x, noise = projected
+        inner_step = functools.partial(self._inner_step, noise)
+        carry, y, _ = self.attention_cell._attend_step(carry, x, inner_step)
+        return carry, y
+
+    def _inner_step(self, noise: jax.Array, carry: Any, x: jax.Array) -> tuple[Any, jax.Array]:
+        stacked = isinstance(self.attention_cell.cell, Stack)
+        carries = carry if stacked else (carry,)
+        new_carries = []
+        for layer, layer_carry, sizes in zip(self.layers, carries, self.noise_sizes, strict=True):
+            parts = jnp.split(noise, list(itertools.accumulate(sizes)), axis=-1)
+            input_mask, extra_inputs, output_mask, dropout_mask, noise = parts
+            if sizes.input_mask:
+                x = x * input_mask
+            layer_carry, x = _step(layer, layer_carry, jnp.concatenate([x, extra_inputs], -1))
+            if sizes.output_mask:
+                x = x * output_mask
+            if sizes.dropout_mask:
+                x = x * dropout_mask
+            new_carries.append(layer_carry)
+        return (tuple(new_carries) if stacked else new_carries[0]), x
+
+
+def _regularized_inputs(
+    layer: Regularized, shape: tuple[int, ...], dtype: Any, key: jax.Array
+) -> tuple[Any, list[jax.Array], _LayerNoise]:
+    """A regularized layer's training step and its masks for every step, as
+    ``regularization.training_steps`` draws them for the layer run on its own."""
+    # training_steps returns its xs times m_x, with the zoneout masks appended: on ones,
+    # that is [m_x; zoneout masks] at every step (m_x left out when it is all ones).
+    step, inputs, output_mask = training_steps(layer, jnp.ones(shape, dtype), key)
+    input_size = layer.input_shape[-1]
+    input_mask = inputs[..., : input_size if layer.input_dropout else 0]
+    extra_inputs = inputs[..., input_size:]
+    if output_mask is None:
+        output_mask = jnp.zeros((*shape[:-1], 0), dtype)
+    else:
+        output_mask = jnp.broadcast_to(output_mask, (shape[0], *output_mask.shape))
+    masks = [input_mask, extra_inputs, output_mask]
+    sizes = _LayerNoise(*(m.shape[-1] for m in masks), dropout_mask=0)
+    return step, masks, sizes
+
+
+def _contains_regularized(params: Any) -> bool:
+    is_regularized = lambda p: isinstance(p, Regularized)  # noqa: E731
+    return any(map(is_regularized, jax.tree.leaves(params, is_leaf=is_regularized)))
+
+
+def _steps_with_noise(
+    params: AttentionCell, xs: jax.Array, key: jax.Array | None
+) -> tuple[_Steps, jax.Array]:
+    """The cell ``unroll`` runs for ``params`` and its inputs ``[x_t; noise_t]``.
+
+    The keys are those of ``unroll(params.cell, ..., key=key)``: a ``Stack`` gives layer
+    ``i`` ``keys[i]`` and the dropout after it ``keys[n + i]`` of ``split(key, 2 n)``; a
+    single layer gets ``key``. So the inner layers draw the masks they would draw on
+    their own, over the same ``(time, *batch)``.
+    """
+    inner = params.cell
+    stacked = isinstance(inner, Stack)
+    layers = inner.layers if stacked else (inner,)
+    no_noise = _LayerNoise(0, 0, 0, 0)
+    if key is None:
+        return _Steps(params, tuple(layers), (no_noise,) * len(layers)), xs
+    n = len(layers)
+    keys = list(jax.random.split(key, 2 * n)) if stacked else [key]
+    num_steps, batch_shape, dtype = xs.shape[0], xs.shape[1:-1], xs.dtype
+    steps, noise, sizes = [], [], []
+    for i, layer in enumerate(layers):
+        if isinstance(layer, Regularized):
+            shape = (num_steps, *batch_shape, *layer.input_shape)
+            step, masks, layer_sizes = _regularized_inputs(layer, shape, dtype, keys[i])
+        elif _contains_regularized(layer):
+            fail(
+                "unroll",
+                "params",
+                "have regularize()d cells of an AttentionCell as its inner layers, not "
+                "inside other wrappers (where a key would not reach them)",
+                f"layer {i}: {type(layer).__name__} around a Regularized",
+            )
+        else:
+            step, masks, layer_sizes = layer, [], no_noise
+        if stacked and i < n - 1 and inner.dropout > 0:
+            ones = jnp.ones((num_steps, *batch_shape, layer.output_size), dtype)
+            masks = [*masks, dropout(keys[n + i], ones, inner.dropout)]
+            layer_sizes = layer_sizes._replace(dropout_mask=layer.output_size)
+        steps.append(step)
+        noise.extend(masks)
+        sizes.append(layer_sizes)
+    return _Steps(params, tuple(steps), tuple(sizes)), jnp.concatenate([xs, *noise], -1)
+
+
+def _unroll_attention(params: AttentionCell, carry: Any, xs: jax.Array, run: Run):
+    steps, xs = _steps_with_noise(params, xs, run.key)
+    return unroll_params(steps, carry, xs, run._replace(key=None))
+
+
+register_unroller(AttentionCell, _unroll_attention)
+
+
 def init_attention_cell(
     key: jax.Array,
     cell: str,
@@ -412,6 +583,7 @@ def init_attention_cell(
     *,
     kind: str = "bahdanau",
     num_layers: int = 1,
+    dropout: float = 0.0,
     attention_size: int | None = None,
     attentional_size: int | None = None,
     input_feeding: bool = True,
@@ -433,6 +605,9 @@ def init_attention_cell(
       memory_size: size of each memory vector (the encoder's output size).
       kind: ``"bahdanau"``, ``"luong_dot"`` or ``"luong_general"``.
       num_layers: inner layers (a [`stack`][jaxrnn.stack] when more than one).
+      dropout: rate of dropout between the inner layers (the stack's ``dropout``, as
+        PyTorch's ``nn.LSTM(dropout=...)``: a fresh mask at every step), applied only
+        when [`unroll`][jaxrnn.unroll] gets a ``key``; needs ``num_layers > 1``.
       attention_size: hidden width of the additive score (``"bahdanau"`` only).
       attentional_size: size of ``h~_t`` (``"luong_*"`` only; ``None``: ``hidden_size``).
       input_feeding: ``"luong_*"``: feed ``h~_{t-1}`` with the input.
@@ -447,6 +622,14 @@ def init_attention_cell(
       ...                                      kind="luong_general")
       >>> decoder.input_shape, decoder.output_size, decoder.cell.input_shape
       ((8,), 16, (24,))
+      >>> import jax.numpy as jnp
+      >>> deep = jaxrnn.init_attention_cell(jax.random.key(0), "lstm", 3, 4, 6, num_layers=2,
+      ...                                   dropout=0.5)
+      >>> deep = jaxrnn.with_memory(deep, jnp.ones((5, 2, 6)))
+      >>> _, ys_train = jaxrnn.unroll(deep, None, jnp.ones((7, 2, 3)), key=jax.random.key(1))
+      >>> _, ys_eval = jaxrnn.unroll(deep, None, jnp.ones((7, 2, 3)))  # no key: no dropout
+      >>> ys_train.shape, bool(jnp.allclose(ys_train, ys_eval))
+      ((7, 2, 10), False)
     """
     where = "init_attention_cell"
     check_choice(where, "kind", kind, ATTENTION_KINDS)
@@ -467,8 +650,24 @@ def init_attention_cell(
         combine = init_readout(k_out, memory_size + hidden_size, out_size, dtype=dtype)
         fed = out_size if input_feeding else 0
     _check_size(where, "input_size", input_size)
+    _check_size(where, "num_layers", num_layers)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        fail(where, "dropout", "be a number in [0, 1)", repr(dropout))
+    if dropout and num_layers == 1:
+        fail(
+            where,
+            "dropout",
+            "be 0 with num_layers=1 (it acts between the inner layers)",
+            repr(dropout),
+        )
     inner = init_params(
-        k_cell, cell, input_size + fed, hidden_size, num_layers=num_layers, dtype=dtype
+        k_cell,
+        cell,
+        input_size + fed,
+        hidden_size,
+        num_layers=num_layers,
+        dropout=float(dropout),
+        dtype=dtype,
     )
     return AttentionCell(
         cell=inner,

@@ -178,7 +178,10 @@ def _unroll_regularized(params: Regularized, carry: Any, xs: jax.Array, run: Run
         # type that is not registered.
         return unroll_params(_Evaluation(params), carry, xs, run)
     steps, xs, output_mask = training_steps(params, xs, run.key)
-    carry, ys = unroll_params(steps, carry, xs, run._replace(key=None))
+    # A wrapped cell that runs as it is may draw masks of its own (an AttentionCell's inner
+    # layers): it gets a key that training_steps did not use.
+    inner_key = jax.random.fold_in(run.key, len(RATES)) if steps is params.cell else None
+    carry, ys = unroll_params(steps, carry, xs, run._replace(key=inner_key))
     return carry, ys if output_mask is None else ys * output_mask
 
 
