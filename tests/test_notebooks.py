@@ -19,8 +19,8 @@ kernelspec = pytest.importorskip("ipykernel.kernelspec", reason="needs jaxrnn[no
 
 NOTEBOOKS_DIR = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-# A guard against hangs, per notebook. Each notebook needs at most about a CPU-minute
-# (01: ~7 s, 02: ~70 s, 03: ~35 s, 04: ~15 s of CPU time); the margin is for shared machines.
+# A guard against hangs, per notebook. Each notebook needs at most a CPU-minute or two
+# (01: ~7 s, 02: ~100 s, 03: ~35 s, 04: ~15 s of CPU time); the margin is for shared machines.
 TIMEOUT_S = 600
 
 
