@@ -512,9 +512,13 @@ def _regularized_inputs(
         output_mask = jnp.zeros((*shape[:-1], 0), dtype)
     else:
         output_mask = jnp.broadcast_to(output_mask, (shape[0], *output_mask.shape))
-    masks = [input_mask, extra_inputs, output_mask]
-    sizes = _LayerNoise(*(m.shape[-1] for m in masks), dropout_mask=0)
-    return step, masks, sizes
+    sizes = _LayerNoise(
+        input_mask=input_mask.shape[-1],
+        extra_inputs=extra_inputs.shape[-1],
+        output_mask=output_mask.shape[-1],
+        dropout_mask=0,
+    )
+    return step, [input_mask, extra_inputs, output_mask], sizes
 
 
 def _contains_regularized(params: Any) -> bool:
