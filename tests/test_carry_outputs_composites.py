@@ -3,12 +3,15 @@ direction at every step, while the layers feed each other as in a plain unroll."
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxrnn
+from jaxrnn.regularization import training_steps
 
 IN, HID, TIME, BATCH = 3, 4, 5, 3
 LENGTHS = jnp.array([5, 0, 2])
@@ -150,3 +153,66 @@ def test_cell_step_of_a_stack_outputs_its_whole_carry():
     assert jax.tree.structure(jaxrnn.init_carry(wrapped, (BATCH,))) == jax.tree.structure(new)
     with pytest.raises(ValueError, match=r"cell_step: params must be a cell or a stack"):
         jaxrnn.cell_step(jaxrnn.with_carry_outputs(make("bi_gru")), None, x)
+
+
+# Attention decoders whose unroll draws masks from the key, inside and around them.
+RATES = dict(recurrent_dropout=0.3, zoneout_h=0.2)
+ATTENTION_DECODERS = {
+    # a stack: dropout between the inner layers and inside each (regularize)
+    "luong_stack": dict(cell="gru", kind="luong_general", num_layers=2, dropout=0.5),
+    # one regularized inner layer: it gets unroll's key itself
+    "bahdanau_lstm": dict(cell="lstm", kind="bahdanau"),
+    # regularize() around the whole decoder, whose inner layers get a key of their own
+    "regularized_decoder": dict(cell="gru", kind="luong_dot", num_layers=2, dropout=0.5),
+}
+
+
+def attention_decoder(name):
+    decoder = jaxrnn.init_attention_cell(
+        jax.random.key(10),
+        input_size=IN,
+        hidden_size=HID,
+        memory_size=HID,
+        **ATTENTION_DECODERS[name],
+    )
+    memory = jax.random.normal(jax.random.key(11), (4, BATCH, HID))
+    bound = jaxrnn.with_memory(decoder, memory, jnp.array([4, 1, 3]))
+    if name == "regularized_decoder":
+        # regularize() needs the decoder without memory; bind the one inside
+        wrapped = jaxrnn.regularize(decoder, output_dropout=0.4)
+        return dataclasses.replace(wrapped, cell=bound)
+    rates = {**RATES, "zoneout_c": 0.3} if name == "bahdanau_lstm" else RATES
+    return dataclasses.replace(bound, cell=jaxrnn.regularize(bound.cell, **rates))
+
+
+def outputs_in_carries(name, params, carries, ys, xs, key):
+    """The part of the plain unroll's ys that the carries hold, from both."""
+    if name == "bahdanau_lstm":  # y_t = [h_t; context_t]
+        return carries.cell.h, ys[..., :HID]
+    if name == "luong_stack":  # y_t = h~_t, fed back in the carry
+        return carries.attentional, ys
+    # h~_t times the regularize()d decoder's output mask (drawn once for all steps)
+    output_mask = 1.0 if key is None else training_steps(params, xs, key)[2]
+    return carries.attentional * output_mask, ys
+
+
+@pytest.mark.parametrize("name", list(ATTENTION_DECODERS))
+def test_attention_decoder_carries_follow_the_key(name):
+    """with_carry_outputs(decoder) goes through the states of unroll(decoder, key=key),
+    with the same masks inside the decoder (between its inner layers, in regularize()d
+    inner layers) and around it (a regularize()d decoder); without a key, through those
+    of the deterministic unroll."""
+    params = attention_decoder(name)
+    xs = jax.random.normal(jax.random.key(12), (TIME, BATCH, IN))
+    lengths = jnp.array([5, 5, 2])
+    wrapped = jaxrnn.with_carry_outputs(params)
+    held = {}
+    for key in (jax.random.key(13), None):
+        final, carries = jaxrnn.unroll(wrapped, None, xs, lengths=lengths, key=key)
+        plain_final, plain_ys = jaxrnn.unroll(params, None, xs, lengths=lengths, key=key)
+        assert_trees_close(final, plain_final, tol=1e-6)
+        last = jax.tree.map(lambda c: c[lengths - 1, jnp.arange(BATCH)], carries)
+        assert_trees_close(last, plain_final, tol=1e-6)
+        held[key is None], expected = outputs_in_carries(name, params, carries, plain_ys, xs, key)
+        np.testing.assert_allclose(held[key is None], expected, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(held[False], held[True]), "the key did not act"

@@ -81,7 +81,7 @@ from jaxrnn.initialization import init_params
 from jaxrnn.pooling import final_hidden
 from jaxrnn.readout import ReadoutParams, init_readout, readout
 from jaxrnn.regularization import Regularized, training_steps
-from jaxrnn.unrolling import Run, _step, register_unroller, unroll, unroll_params
+from jaxrnn.unrolling import Unwrapped, _step, register_wrapper, unroll
 
 __all__ = [
     "ATTENTION_KINDS",
@@ -570,12 +570,12 @@ def _steps_with_noise(
     return _Steps(params, tuple(steps), tuple(sizes)), jnp.concatenate([xs, *noise], -1)
 
 
-def _unroll_attention(params: AttentionCell, carry: Any, xs: jax.Array, run: Run):
-    steps, xs = _steps_with_noise(params, xs, run.key)
-    return unroll_params(steps, carry, xs, run._replace(key=None))
+def _unwrap_attention(params: AttentionCell, xs: jax.Array, key: jax.Array | None) -> Unwrapped:
+    steps, xs = _steps_with_noise(params, xs, key)
+    return Unwrapped(steps, xs, None, None)
 
 
-register_unroller(AttentionCell, _unroll_attention)
+register_wrapper(AttentionCell, _unwrap_attention)
 
 
 def init_attention_cell(

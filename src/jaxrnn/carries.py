@@ -14,14 +14,16 @@ from jaxrnn._pytree import params_class, static_field
 from jaxrnn.cells._base import WrappedCell
 from jaxrnn.composites import Bidirectional, BidirectionalState, Stack
 from jaxrnn.dropout import dropout
-from jaxrnn.regularization import Regularized, training_steps
 from jaxrnn.unrolling import (
     Run,
+    Unwrapped,
     _contains_bidirectional,
     _step,
     init_carry,
     register_unroller,
+    register_wrapper,
     unroll_params,
+    unwrapped,
 )
 
 __all__ = ["CarryOutputs", "LearnedInit", "learned_init", "with_carry_outputs"]
@@ -50,12 +52,12 @@ class LearnedInit(WrappedCell):
         return self.cell.recurrence(carry, projected)
 
 
-def _unroll_learned_init(params: LearnedInit, carry: Any, xs: jax.Array, run: Run):
+def _unwrap_learned_init(params: LearnedInit, xs: jax.Array, key: jax.Array | None) -> Unwrapped:
     # The initial carry is already in `carry`; from here on the wrapped cell runs as usual.
-    return unroll_params(params.cell, carry, xs, run)
+    return Unwrapped(params.cell, xs, None, key)
 
 
-register_unroller(LearnedInit, _unroll_learned_init)
+register_wrapper(LearnedInit, _unwrap_learned_init)
 
 
 def learned_init(params: Any, carry0: Any = None) -> Any:
@@ -152,14 +154,9 @@ class _FlatCarryOutputs(WrappedCell):
 
 
 def _unroll_cell_with_carries(cell: Any, carry: Any, xs: jax.Array, run: Run):
-    """``(carry, ys, carries)`` of one cell: its outputs as a plain unroll gives them (output
-    dropout included), and its carry after every step."""
-    while isinstance(cell, LearnedInit):  # its initial carry is already in `carry`
-        cell = cell.cell
+    """``(carry, ys, carries)`` of one cell: its outputs as a plain unroll gives them, and its
+    carry after every step. A cell draws no masks, so ``run.key`` is not used."""
     batch_ndim = xs.ndim - 1 - len(cell.input_shape)
-    output_mask = None
-    if isinstance(cell, Regularized) and run.key is not None:
-        cell, xs, output_mask = training_steps(cell, xs, run.key)
     y_spec = jax.eval_shape(lambda c, x: _step(cell, c, x)[1], carry, xs[0])
     leaves, treedef = jax.tree.flatten(carry)
     specs = [y_spec, *leaves]
@@ -171,8 +168,6 @@ def _unroll_cell_with_carries(cell: Any, carry: Any, xs: jax.Array, run: Run):
         part.reshape((*part.shape[:-1], *shape)).astype(spec.dtype)
         for part, shape, spec in zip(parts, shapes, specs, strict=True)
     ]
-    if output_mask is not None:
-        ys = ys * output_mask
     return carry, ys, jax.tree.unflatten(treedef, outs)
 
 
@@ -180,7 +175,13 @@ def _unroll_with_carries(params: Any, carry: Any, xs: jax.Array, run: Run):
     """``(carry, ys, carries)``: ``unroll_params``'s ``(carry, ys)``, and the carry of every
     cell after every step in the carry's structure. Composites split keys and apply
     dropout exactly as their plain unrollers in ``jaxrnn.unrolling`` do, so ``ys`` and
-    ``carry`` match a plain unroll with the same key."""
+    ``carry`` match a plain unroll with the same key; wrappers are unwrapped as ``unroll``
+    unwraps them (``register_wrapper``), drawing the same masks."""
+    inner = unwrapped(params, xs, run.key)
+    if inner is not None:
+        inner_run = run._replace(key=inner.key)
+        carry, ys, carries = _unroll_with_carries(inner.params, carry, inner.xs, inner_run)
+        return carry, ys if inner.output_mask is None else ys * inner.output_mask, carries
     if isinstance(params, Stack):
         n = len(params.layers)
         keys = [None] * (2 * n) if run.key is None else list(jax.random.split(run.key, 2 * n))
@@ -253,12 +254,17 @@ def with_carry_outputs(params: Any) -> CarryOutputs:
     carry is the plain unroll's. [`cell_step`][jaxrnn.cell_step] returns ``(carry, carry)``
     (for a cell or a stack of unidirectional layers).
 
+    With a ``key``, every mask is the one ``unroll(params, ..., key=key)`` draws: the
+    final carry is the plain unroll's and the carries are the states it went through.
+
     Args:
       params: a cell, possibly wrapped by [`learned_init`][jaxrnn.learned_init] or
         [`regularize`][jaxrnn.regularize] (zoneout and recurrent dropout act as usual; output
-        dropout acts on ``y``, so only on what a layer feeds the next, not on carries), or a
-        stack or bidirectional composite of such cells. The result has no ``output_size``,
-        so it cannot itself be a layer of a composite: wrap the whole composite.
+        dropout acts on ``y``, so only on what a layer feeds the next, not on carries), an
+        attention decoder with its memory (the carries are an
+        [`AttentionState`][jaxrnn.AttentionState] of time-stacked fields), or a stack or
+        bidirectional composite of such cells. The result has no ``output_size``, so it
+        cannot itself be a layer of a composite: wrap the whole composite.
 
     Returns:
       A [`CarryOutputs`][jaxrnn.CarryOutputs] params pytree, with the params as its leaves.

@@ -17,7 +17,7 @@ from jaxrnn._checks import fail
 from jaxrnn._pytree import params_class, static_field
 from jaxrnn.cells._base import Cell, WrappedCell
 from jaxrnn.dropout import dropout
-from jaxrnn.unrolling import Run, register_unroller, unroll_params
+from jaxrnn.unrolling import Unwrapped, register_wrapper
 
 __all__ = ["Regularized", "regularize"]
 
@@ -170,19 +170,18 @@ def training_steps(
     return steps, jnp.concatenate([xs, keep_h, keep_c], axis=-1), output_mask
 
 
-def _unroll_regularized(params: Regularized, carry: Any, xs: jax.Array, run: Run):
-    if run.key is None:
+def _unwrap_regularized(params: Regularized, xs: jax.Array, key: jax.Array | None) -> Unwrapped:
+    if key is None:
         if not (params.zoneout_h or params.zoneout_c):
-            return unroll_params(params.cell, carry, xs, run)  # dropout is off: the cell
-        # unroll_params would dispatch a Regularized back here: hand the methods a twin
-        # type that is not registered.
-        return unroll_params(_Evaluation(params), carry, xs, run)
-    steps, xs, output_mask = training_steps(params, xs, run.key)
+            return Unwrapped(params.cell, xs, None, None)  # dropout is off: the cell
+        # unroll would dispatch a Regularized back here: hand the methods a twin type
+        # that is not registered.
+        return Unwrapped(_Evaluation(params), xs, None, None)
+    steps, xs, output_mask = training_steps(params, xs, key)
     # A wrapped cell that runs as it is may draw masks of its own (an AttentionCell's inner
     # layers): it gets a key that training_steps did not use.
-    inner_key = jax.random.fold_in(run.key, len(RATES)) if steps is params.cell else None
-    carry, ys = unroll_params(steps, carry, xs, run._replace(key=inner_key))
-    return carry, ys if output_mask is None else ys * output_mask
+    inner_key = jax.random.fold_in(key, len(RATES)) if steps is params.cell else None
+    return Unwrapped(steps, xs, output_mask, inner_key)
 
 
 @params_class
@@ -209,7 +208,7 @@ class _Evaluation(Cell):
         return self.regularized.recurrence(carry, projected)
 
 
-register_unroller(Regularized, _unroll_regularized)
+register_wrapper(Regularized, _unwrap_regularized)
 
 
 def _check_cell(cell: Any, rates: dict[str, float]) -> None:

@@ -10,6 +10,7 @@ down to ``0``, with outputs at their input positions. No gather is needed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -222,6 +223,51 @@ def register_unroller(params_type: type, unroller: Callable) -> None:
     ``unroll_params`` for their parts.
     """
     _UNROLLERS[params_type] = unroller
+
+
+class Unwrapped(NamedTuple):
+    """What runs in the place of a wrapper (see ``register_wrapper``)."""
+
+    params: Any  # runs over xs from the wrapper's carry, in the wrapper's place
+    xs: jax.Array  # shape=(time, *batch, *params.input_shape): the inputs, masks appended
+    output_mask: jax.Array | None  # multiplies params' outputs; None: nothing to multiply
+    key: jax.Array | None  # for params: a key the wrapper did not use, or None
+
+
+#: ``type(params) -> unwrap(params, xs, key) -> Unwrapped``: wrappers that run as other
+#: params do (see ``register_wrapper``).
+_WRAPPERS: dict[type, Callable[[Any, jax.Array, jax.Array | None], Unwrapped]] = {}
+
+
+def register_wrapper(params_type: type, unwrap: Callable) -> None:
+    """Make ``unroll`` run params of ``params_type`` as ``unwrap(params, xs, key)`` says.
+
+    ``unwrap`` returns an ``Unwrapped``: what runs in their place, on which inputs. A
+    wrapper whose training step is random draws its masks from ``key`` for every step
+    before the scan and appends them to ``xs`` (``regularize``, attention decoders); one
+    that only changes the initial carry hands over its cell (``learned_init``)::
+
+        params, xs, output_mask, key = unwrap(params, xs, run.key)
+        carry, ys = unroll_params(params, carry, xs, run._replace(key=key))
+        return carry, ys * output_mask  # ys when output_mask is None
+
+    Code that runs params its own way (``with_carry_outputs``) unwraps them with
+    ``unwrapped``, so it draws the masks that ``unroll`` draws.
+    """
+    _WRAPPERS[params_type] = unwrap
+    register_unroller(params_type, functools.partial(_unroll_wrapper, unwrap))
+
+
+def unwrapped(params: Any, xs: jax.Array, key: jax.Array | None) -> Unwrapped | None:
+    """What runs in the place of ``params`` if it is a registered wrapper, else ``None``."""
+    unwrap = _WRAPPERS.get(type(params))
+    return None if unwrap is None else unwrap(params, xs, key)
+
+
+def _unroll_wrapper(unwrap: Callable, params: Any, carry: Any, xs: jax.Array, run: Run):
+    inner = unwrap(params, xs, run.key)
+    carry, ys = unroll_params(inner.params, carry, inner.xs, run._replace(key=inner.key))
+    return carry, ys if inner.output_mask is None else ys * inner.output_mask
 
 
 def register_method(name: str, unroller: Callable, *, claim: Callable | None = None) -> None:
