@@ -1,4 +1,5 @@
-"""Encoder–decoder: bridges, teacher forcing, greedy/sample/beam decoding, and learning to copy.
+"""Encoder–decoder: bridges, teacher forcing, greedy/sample/beam decoding, dropout in
+training (a key split between encoder and decoder), and learning to copy.
 
 Decoders are checked against teacher forcing (a greedy token is the arg-max of the logits
 the decoder gives when it is fed those same tokens), and beam search against brute force.
@@ -6,6 +7,7 @@ the decoder gives when it is fed those same tokens), and beam search against bru
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 
@@ -230,8 +232,9 @@ def test_beam_search_finds_the_most_likely_output_by_brute_force():
     np.testing.assert_array_equal(beam_one, greedy)
 
 
-def test_learns_to_copy_and_greedy_decode_reproduces_the_input():
-    """End to end: train on random copy data; the loss falls, greedy decoding copies."""
+def test_learns_to_copy_with_dropout_and_greedy_decode_reproduces_the_input():
+    """End to end: train a two-layer model with dropout (a fresh key every step) on random
+    copy data; the loss falls, and greedy decoding (no dropout) copies."""
     params = jaxrnn.init_seq2seq(
         jax.random.key(0),
         VOCAB,
@@ -239,14 +242,26 @@ def test_learns_to_copy_and_greedy_decode_reproduces_the_input():
         embed_size=8,
         hidden_size=32,
         cell="gru",
+        num_layers=2,
         bidirectional_encoder=True,
+        dropout=0.2,
     )
-    loss_fn = functools.partial(jaxrnn.seq2seq_loss, start_token=START)
+
+    def loss_fn(params, source, source_lengths, targets, target_lengths, key):
+        return jaxrnn.seq2seq_loss(
+            params, source, source_lengths, targets, target_lengths, start_token=START, key=key
+        )
+
     train = jaxrnn.make_train_step(loss_fn, optax.adam(1e-2), max_grad_norm=1.0)
     make = jax.jit(copy_batch, static_argnums=1)
-    batches = lambda epoch: (make(jax.random.key(step), 64) for step in range(150))  # noqa: E731
+
+    def batches(epoch):
+        for step in range(150):
+            yield (*make(jax.random.key(step), 64), jax.random.key(10**5 + step))
+
     state, history = jaxrnn.fit(train, train.init(params), batches, progress=False)
-    assert history[-1] < 0.05 * history[0]
+    assert np.mean(history[-10:]) < 0.05 * history[0]
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(state.params))
     source, source_lengths, targets, target_lengths = copy_batch(jax.random.key(10**6), 256)
     tokens, lengths = jax.jit(
         functools.partial(
@@ -256,6 +271,120 @@ def test_learns_to_copy_and_greedy_decode_reproduces_the_input():
     valid = jaxrnn.sequence_mask(target_lengths, MAX_SOURCE + 1)
     exact = jnp.all(jnp.where(valid, tokens == targets, True), 0) & (lengths == target_lengths)
     assert float(exact.mean()) > 0.9  # chance is about 4**-length
+
+
+# Dropout in training: init_seq2seq(dropout=) between stacked layers, regularize()d cells.
+RATES = dict(recurrent_dropout=0.3, zoneout_h=0.2)
+DROPOUT_CONFIGS = {
+    # PyTorch's encoder-decoder: dropout between layers, here also in a regularize()d encoder
+    "stacked": dict(
+        cell="lstm",
+        num_layers=2,
+        bidirectional_encoder=True,
+        bridge="linear",
+        decoder_hidden_size=5,
+        dropout=0.5,
+        regularize="encoder",
+    ),
+    # an attention decoder whose inner layers are regularize()d too
+    "attention": dict(
+        cell="gru",
+        num_layers=2,
+        bidirectional_encoder=True,
+        attention="bahdanau",
+        dropout=0.5,
+        regularize="decoder",
+    ),
+}
+
+
+def init_dropout(name, dropout=None):
+    config = dict(DROPOUT_CONFIGS[name])
+    regularized = config.pop("regularize")
+    if dropout is not None:
+        config["dropout"] = dropout
+    params = init(config)
+    if regularized == "encoder":
+        return dataclasses.replace(params, encoder=jaxrnn.regularize(params.encoder, **RATES))
+    decoder = params.decoder
+    decoder = dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell, **RATES))
+    return dataclasses.replace(params, decoder=decoder)
+
+
+@jax.jit
+def logits_by_hand(params, source, source_lengths, targets, target_lengths, keys):
+    """The module docstring's model with unroll's dropout: the encoder and the decoder get
+    a key each (or None)."""
+    encoder_key, decoder_key = keys
+    embedded = params.source_embedding[source]
+    encoder_carry, encoder_ys = jaxrnn.unroll(
+        params.encoder, None, embedded, lengths=source_lengths, key=encoder_key
+    )
+    decoder = params.decoder
+    if isinstance(decoder, jaxrnn.AttentionCell):
+        decoder = jaxrnn.with_memory(decoder, encoder_ys, source_lengths)
+    carry = jaxrnn.bridge_carry(params, encoder_carry)
+    inputs = params.target_embedding[jaxrnn.shift_right(targets, START)]
+    _, ys = jaxrnn.unroll(decoder, carry, inputs, lengths=target_lengths, key=decoder_key)
+    return jaxrnn.readout(params.readout, ys)
+
+
+logits_fn = jax.jit(functools.partial(jaxrnn.seq2seq_logits, start_token=START))
+
+
+@pytest.mark.parametrize("name", list(DROPOUT_CONFIGS))
+def test_without_a_key_nothing_is_dropped(name):
+    """dropout= changes no weight, and without a key (evaluation) the model is the
+    deterministic one of the module docstring."""
+    params = init_dropout(name)
+    undropped = init_dropout(name, dropout=0.0)
+    for leaf, undropped_leaf in zip(
+        jax.tree.leaves(params), jax.tree.leaves(undropped), strict=True
+    ):
+        np.testing.assert_array_equal(leaf, undropped_leaf)
+    batch = copy_batch(jax.random.key(20), 3)
+    np.testing.assert_array_equal(
+        logits_fn(params, *batch), logits_by_hand(params, *batch, (None, None))
+    )
+
+
+@pytest.mark.parametrize("name", list(DROPOUT_CONFIGS))
+def test_key_drops_in_encoder_and_decoder_with_their_own_keys(name):
+    """seq2seq_logits(key=k) is the model with k_enc, k_dec = split(k) given to the
+    encoder's and the decoder's unroll, and each of them drops; one key reproduces it.
+    (Training with dropout: test_learns_to_copy_with_dropout_...)"""
+    params = init_dropout(name)
+    batch = copy_batch(jax.random.key(21), 3)
+    key, other_key = jax.random.split(jax.random.key(22))
+    logits = logits_fn(params, *batch, key=key)
+    np.testing.assert_array_equal(logits, logits_fn(params, *batch, key=key))
+    assert not np.allclose(logits, logits_fn(params, *batch, key=other_key))
+    assert not np.allclose(logits, logits_fn(params, *batch))
+    encoder_key, decoder_key = jax.random.split(key)
+    expected = logits_by_hand(params, *batch, (encoder_key, decoder_key))
+    np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-6)
+    # either key alone changes the logits: both halves drop, independently
+    for keys in [(other_key, decoder_key), (encoder_key, other_key)]:
+        assert not np.allclose(logits, logits_by_hand(params, *batch, keys))
+
+
+def test_regularizing_a_bound_attention_decoder_says_to_regularize_its_cell():
+    """regularize() checks a cell on one sequence, which a decoder bound to a batch of
+    memories cannot run: the error says what to regularize instead, and that works."""
+    decoder = jaxrnn.init_attention_cell(jax.random.key(23), "gru", 3, 4, 4, kind="luong_dot")
+    decoder = jaxrnn.with_memory(decoder, jax.random.normal(jax.random.key(24), (5, 3, 4)))
+    with pytest.raises(
+        ValueError,
+        match=r"regularize: params must hold cells that run on any batch shape \(an attention "
+        r"decoder bound to its memory runs on the memory's only: regularize its inner cell "
+        r"instead, dataclasses.replace\(decoder, cell=jaxrnn.regularize\(decoder.cell, "
+        r"\.\.\.\)\)\); got AttentionCell",
+    ):
+        jaxrnn.regularize(decoder, output_dropout=0.2)
+    fixed = dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell, output_dropout=0.5))
+    xs = jax.random.normal(jax.random.key(25), (2, 3, 3))
+    _, ys = jaxrnn.unroll(fixed, None, xs, key=jax.random.key(26))
+    assert not np.allclose(ys, jaxrnn.unroll(decoder, None, xs)[1]), "no dropout"
 
 
 @pytest.mark.parametrize(
@@ -271,6 +400,50 @@ def test_learns_to_copy_and_greedy_decode_reproduces_the_input():
             ValueError,
             "init_seq2seq: decoder_hidden_size must be None unless bridge='linear'; got 3",
         ),
+        *[
+            (
+                lambda p, rate=rate: init(dict(num_layers=2, dropout=rate)),
+                ValueError,
+                rf"init_seq2seq: dropout must be a number in \[0, 1\); got {rate!r}",
+            )
+            for rate in (1.0, -0.1, True, "0.5")
+        ],
+        (
+            lambda p: init(dict(dropout=0.3)),
+            ValueError,
+            r"init_seq2seq: dropout must be 0 with num_layers=1 \(it acts between the stacked "
+            r"layers of the encoder and of the decoder\); got 0.3",
+        ),
+        *[
+            (
+                call,
+                TypeError,
+                rf"{where}: key must be a single PRNG key \(jax.random.key\(seed\)\) or None; "
+                rf"got {got}",
+            )
+            for where, call, got in [
+                (
+                    "seq2seq_loss",
+                    lambda p: jaxrnn.seq2seq_loss(
+                        p, jnp.zeros((3, 2), int), None, jnp.ones((2, 2), int), start_token=1, key=0
+                    ),
+                    "int",
+                ),
+                (
+                    "seq2seq_logits",
+                    lambda p: jaxrnn.seq2seq_logits(
+                        p,
+                        jnp.zeros((3, 2), int),
+                        None,
+                        jnp.ones((2, 2), int),
+                        start_token=1,
+                        key=jax.random.split(jax.random.key(0)),
+                    ),
+                    r"key<fry>\[2\]",
+                ),
+                ("encode", lambda p: jaxrnn.encode(p, jnp.zeros((3, 2), int), key=1.0), "float"),
+            ]
+        ],
         (
             lambda p: jaxrnn.encode(p, jnp.zeros((3, 2))),
             ValueError,

@@ -216,7 +216,19 @@ def _check_cell(cell: Any, rates: dict[str, float]) -> None:
         fail("regularize", "params", "be jaxrnn params", type(cell).__name__, TypeError)
     if isinstance(cell, Regularized):
         fail("regularize", "params", "not be regularized already", "Regularized")
-    carry = jax.eval_shape(lambda: cell.zero_carry((), jnp.float32))
+    try:
+        carry = jax.eval_shape(lambda: cell.zero_carry((), jnp.float32))
+    except ValueError:
+        # The checks below read the carry of one sequence, which a cell bound to batched
+        # data cannot give. (AttentionCell is not named: its module imports this one.)
+        fail(
+            "regularize",
+            "params",
+            "hold cells that run on any batch shape (an attention decoder bound to its "
+            "memory runs on the memory's only: regularize its inner cell instead, "
+            "dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell, ...)))",
+            type(cell).__name__,
+        )
     has_h = hasattr(carry, "h") or isinstance(carry, jax.ShapeDtypeStruct)
     if (rates["recurrent_dropout"] or rates["zoneout_h"]) and not has_h:
         fail(

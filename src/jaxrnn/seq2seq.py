@@ -29,6 +29,20 @@ memory, masked by ``source_lengths``, and the decoder reads them at every target
     ys = unroll(decoder, AttentionState(bridge(enc_carry), 0), E_tgt[...])
 
 The bridge still starts the decoder's inner cell from the encoder's final carry.
+
+Dropout is for training only, and follows the ``key`` of
+[`seq2seq_loss`][jaxrnn.seq2seq_loss] and [`seq2seq_logits`][jaxrnn.seq2seq_logits], as
+``unroll``'s everywhere: ``init_seq2seq(..., dropout=p)`` drops between the stacked layers
+of the encoder and of the decoder (PyTorch's ``nn.LSTM(dropout=p)``), and cells wrapped by
+[`regularize`][jaxrnn.regularize] add their variational dropout and zoneout. The key is
+split in two, one for each half::
+
+    k_enc, k_dec = jax.random.split(key)
+    enc_carry, enc_ys = unroll(encoder, None, E_src[source], lengths=..., key=k_enc)
+    ys = unroll(decoder, bridge(enc_carry), E_tgt[...], lengths=..., key=k_dec)
+
+Without a key (evaluation), and always in the decoders (greedy, sampled, beam), nothing is
+dropped.
 """
 
 from __future__ import annotations
@@ -108,11 +122,14 @@ def _bound_decoder(
 
 
 def _start_decoding(
-    params: Seq2SeqParams, source: ArrayLike, source_lengths: ArrayLike | None
+    params: Seq2SeqParams,
+    source: ArrayLike,
+    source_lengths: ArrayLike | None,
+    key: jax.Array | None = None,
 ) -> tuple[Any, Any]:
-    """Encode the source: the decoder (bound to the encoder's outputs when it attends)
-    and its initial carry (the bridged encoder carry)."""
-    encoder_carry, encoder_ys = encode(params, source, source_lengths)
+    """Encode the source (with dropout when ``key`` is given): the decoder (bound to the
+    encoder's outputs when it attends) and its initial carry (the bridged encoder carry)."""
+    encoder_carry, encoder_ys = encode(params, source, source_lengths, key=key)
     decoder = _bound_decoder(params, encoder_ys, source_lengths)
     return decoder, bridge_carry(params, encoder_carry)
 
@@ -158,6 +175,7 @@ def init_seq2seq(
     bridge: str = "concat",
     decoder_hidden_size: int | None = None,
     attention: str | None = None,
+    dropout: float = 0.0,
     dtype: Any = jnp.float32,
 ) -> Seq2SeqParams:
     """Initialize an encoder–decoder: embeddings, encoder, bridge, decoder, readout.
@@ -188,6 +206,11 @@ def init_seq2seq(
       bridge: ``"concat"``, ``"sum"`` or ``"linear"``.
       decoder_hidden_size: decoder width for ``bridge="linear"`` (``None``: ``H``).
       attention: ``None``, ``"bahdanau"``, ``"luong_dot"`` or ``"luong_general"``.
+      dropout: rate of dropout on the outputs of every encoder and decoder layer but the
+        last (both directions of a bidirectional layer; with attention, between the
+        decoder's inner layers), a fresh mask at every step as PyTorch's
+        ``nn.LSTM(dropout=...)``; applied only when [`seq2seq_loss`][jaxrnn.seq2seq_loss]
+        gets a ``key``. Needs ``num_layers > 1``.
       dtype: dtype of every weight.
 
     Returns:
@@ -205,6 +228,17 @@ def init_seq2seq(
       ('AttentionCell', 32)
     """
     check_choice("init_seq2seq", "bridge", bridge, BRIDGES)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        fail("init_seq2seq", "dropout", "be a number in [0, 1)", repr(dropout))
+    if dropout and num_layers == 1:
+        fail(
+            "init_seq2seq",
+            "dropout",
+            "be 0 with num_layers=1 (it acts between the stacked layers of the encoder and "
+            "of the decoder)",
+            repr(dropout),
+        )
+    dropout = float(dropout)
     if decoder_hidden_size is not None and bridge != "linear":
         fail(
             "init_seq2seq",
@@ -220,6 +254,7 @@ def init_seq2seq(
         hidden_size,
         num_layers=num_layers,
         bidirectional=bidirectional_encoder,
+        dropout=dropout,
         dtype=dtype,
     )
     if bridge == "linear":
@@ -230,7 +265,13 @@ def init_seq2seq(
         decoder_size = hidden_size
     if attention is None:
         decoder = init_params(
-            k_dec, cell, embed_size, decoder_size, num_layers=num_layers, dtype=dtype
+            k_dec,
+            cell,
+            embed_size,
+            decoder_size,
+            num_layers=num_layers,
+            dropout=dropout,
+            dtype=dtype,
         )
     else:
         check_choice("init_seq2seq", "attention", attention, (None, *ATTENTION_KINDS))
@@ -252,6 +293,7 @@ def init_seq2seq(
             memory_size,
             kind=attention,
             num_layers=num_layers,
+            dropout=dropout,
             dtype=dtype,
         )
     bridge_params = None
@@ -287,7 +329,11 @@ def _check_tokens(where: str, name: str, tokens: Any) -> jax.Array:
 
 
 def encode(
-    params: Seq2SeqParams, source: ArrayLike, source_lengths: ArrayLike | None = None
+    params: Seq2SeqParams,
+    source: ArrayLike,
+    source_lengths: ArrayLike | None = None,
+    *,
+    key: jax.Array | None = None,
 ) -> tuple[Any, jax.Array]:
     """Embed and encode a padded batch of source token sequences.
 
@@ -301,6 +347,8 @@ def encode(
       source: integer tokens ``(source_time, *batch)``; padding beyond ``source_lengths``
         may hold any valid token.
       source_lengths: integer ``batch`` shape, or ``None`` when no sequence is padded.
+      key: PRNG key for the encoder's dropout (passed to [`unroll`][jaxrnn.unroll]);
+        ``None`` (evaluation): none.
 
     Returns:
       ``(carry, ys)``: the encoder's final carry (after each sequence's last valid step,
@@ -315,7 +363,10 @@ def encode(
       ((3, 16), (7, 3, 16))
     """
     source = _check_tokens("encode", "source", source)
-    return unroll(params.encoder, None, params.source_embedding[source], lengths=source_lengths)
+    if key is not None:
+        _check_key("encode", key)
+    embedded = params.source_embedding[source]
+    return unroll(params.encoder, None, embedded, lengths=source_lengths, key=key)
 
 
 def bridge_carry(params: Seq2SeqParams, encoder_carry: Any) -> Any:
@@ -398,6 +449,7 @@ def seq2seq_logits(
     target_lengths: ArrayLike | None = None,
     *,
     start_token: int,
+    key: jax.Array | None = None,
 ) -> jax.Array:
     """Teacher-forced decoder logits: the decoder reads the true previous target tokens.
 
@@ -417,6 +469,10 @@ def seq2seq_logits(
         and padded after it.
       target_lengths: integer ``batch`` (including the end token), or ``None``.
       start_token: the decoder's first input token.
+      key: PRNG key for dropout (training): ``k_enc, k_dec = jax.random.split(key)`` run
+        the encoder as ``encode(..., key=k_enc)`` and the decoder as ``unroll(...,
+        key=k_dec)``, each drawing its own masks (``init_seq2seq``'s ``dropout``,
+        [`regularize`][jaxrnn.regularize]d cells). ``None`` (evaluation): no dropout.
 
     Returns:
       Logits ``(target_time, *batch, target_vocab_size)``.
@@ -430,10 +486,20 @@ def seq2seq_logits(
       >>> logits.shape
       (4, 3, 10)
     """
-    decoder, carry = _start_decoding(params, source, source_lengths)
+    encoder_key, decoder_key = _split_key("seq2seq_logits", key)
+    decoder, carry = _start_decoding(params, source, source_lengths, encoder_key)
     inputs = params.target_embedding[shift_right(targets, start_token)]
-    _, ys = unroll(decoder, carry, inputs, lengths=target_lengths)
+    _, ys = unroll(decoder, carry, inputs, lengths=target_lengths, key=decoder_key)
     return readout(params.readout, ys)
+
+
+def _split_key(where: str, key: jax.Array | None) -> tuple[Any, Any]:
+    """The encoder's and the decoder's keys: ``split(key)``, or ``None`` for both."""
+    if key is None:
+        return None, None
+    _check_key(where, key)
+    encoder_key, decoder_key = jax.random.split(key)
+    return encoder_key, decoder_key
 
 
 def seq2seq_loss(
@@ -444,6 +510,7 @@ def seq2seq_loss(
     target_lengths: ArrayLike | None = None,
     *,
     start_token: int,
+    key: jax.Array | None = None,
 ) -> jax.Array:
     """Mean teacher-forced cross-entropy per valid target token.
 
@@ -459,6 +526,8 @@ def seq2seq_loss(
       targets: integer ``(target_time, *batch)``, each sequence ending with the end token.
       target_lengths: integer ``batch`` (including the end token), or ``None``.
       start_token: the decoder's first input token.
+      key: PRNG key for dropout in training, split between encoder and decoder as in
+        [`seq2seq_logits`][jaxrnn.seq2seq_logits]; ``None`` (evaluation): no dropout.
 
     Returns:
       A scalar.
@@ -472,9 +541,24 @@ def seq2seq_loss(
       ...                            start_token=2)
       >>> loss.shape, bool(loss > 0)
       ((), True)
+      >>> deep = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8, hidden_size=16,
+      ...                            num_layers=2, dropout=0.3)
+      >>> batch = (jnp.ones((7, 3), int), None, jnp.ones((4, 3), int))
+      >>> train_loss = jaxrnn.seq2seq_loss(deep, *batch, start_token=2, key=jax.random.key(1))
+      >>> eval_loss = jaxrnn.seq2seq_loss(deep, *batch, start_token=2)  # no key: no dropout
+      >>> bool(train_loss != eval_loss)
+      True
     """
+    if key is not None:
+        _check_key("seq2seq_loss", key)
     logits = seq2seq_logits(
-        params, source, source_lengths, targets, target_lengths, start_token=start_token
+        params,
+        source,
+        source_lengths,
+        targets,
+        target_lengths,
+        start_token=start_token,
+        key=key,
     )
     return sequence_softmax_cross_entropy(
         logits, jnp.asarray(targets), lengths=target_lengths, reduction="mean"
