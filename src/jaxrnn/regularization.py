@@ -216,11 +216,9 @@ def _check_cell(cell: Any, rates: dict[str, float]) -> None:
         fail("regularize", "params", "be jaxrnn params", type(cell).__name__, TypeError)
     if isinstance(cell, Regularized):
         fail("regularize", "params", "not be regularized already", "Regularized")
-    try:
-        carry = jax.eval_shape(lambda: cell.zero_carry((), jnp.float32))
-    except ValueError:
-        # The checks below read the carry of one sequence, which a cell bound to batched
-        # data cannot give. (AttentionCell is not named: its module imports this one.)
+    if getattr(cell, "memory", None) is not None:
+        # The checks below read the carry of one sequence, which a cell bound to a batch of
+        # memory cannot give. (AttentionCell is not imported: its module imports this one.)
         fail(
             "regularize",
             "params",
@@ -229,6 +227,7 @@ def _check_cell(cell: Any, rates: dict[str, float]) -> None:
             "dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell, ...)))",
             type(cell).__name__,
         )
+    carry = jax.eval_shape(lambda: cell.zero_carry((), jnp.float32))
     has_h = hasattr(carry, "h") or isinstance(carry, jax.ShapeDtypeStruct)
     if (rates["recurrent_dropout"] or rates["zoneout_h"]) and not has_h:
         fail(
