@@ -294,7 +294,7 @@ STATIC_CASES = [
         "stack-dropout-out-of-range",
         lambda: jaxrnn.stack([GRU], dropout=1.0),
         ValueError,
-        r"^stack: dropout must be in \[0, 1\); got 1.0$",
+        r"^stack: dropout must be a number in \[0, 1\); got 1.0$",
     ),
     (
         "to-torch-not-params",

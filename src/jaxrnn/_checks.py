@@ -108,3 +108,10 @@ def check_choice(where: str, argument: str, value: Any, choices: Sequence[Any]) 
     if value not in choices:
         options = ", ".join(repr(c) for c in choices)
         fail(where, argument, f"be one of {options}", repr(value))
+
+
+def check_rate(where: str, argument: str, rate: Any) -> float:
+    """A dropout or zoneout rate: a real number in ``[0, 1)``, returned as a float."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        fail(where, argument, "be a number in [0, 1)", repr(rate))
+    return float(rate)

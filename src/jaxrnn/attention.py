@@ -70,6 +70,7 @@ from jaxrnn._checks import (
     check_features,
     check_floating,
     check_lengths,
+    check_rate,
     fail,
     shape_text,
 )
@@ -655,8 +656,7 @@ def init_attention_cell(
         fed = out_size if input_feeding else 0
     _check_size(where, "input_size", input_size)
     _check_size(where, "num_layers", num_layers)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        fail(where, "dropout", "be a number in [0, 1)", repr(dropout))
+    check_rate(where, "dropout", dropout)
     if dropout and num_layers == 1:
         fail(
             where,

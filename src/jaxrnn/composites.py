@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._checks import check_choice, fail
+from jaxrnn._checks import check_choice, check_rate, fail
 from jaxrnn._pytree import params_class, static_field
 
 MERGES = ("concat", "sum", "mean")
@@ -174,6 +174,4 @@ def stack(layers: Sequence[Any], *, dropout: float = 0.0) -> Stack:
                 f"take input_size={layers[i - 1].output_size} (layers[{i - 1}].output_size)",
                 f"input_shape={layer.input_shape}",
             )
-    if not 0.0 <= float(dropout) < 1.0:
-        fail("stack", "dropout", "be in [0, 1)", repr(dropout))
-    return Stack(layers=layers, dropout=float(dropout))
+    return Stack(layers=layers, dropout=check_rate("stack", "dropout", dropout))

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn._cellwise import map_cells
-from jaxrnn._checks import fail
+from jaxrnn._checks import check_rate, fail
 from jaxrnn._pytree import params_class, static_field
 from jaxrnn.cells._base import Cell, WrappedCell
 from jaxrnn.dropout import dropout
@@ -317,8 +317,7 @@ def regularize(
         )
     )
     for name, rate in rates.items():
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-            fail("regularize", name, "be a number in [0, 1)", repr(rate))
+        check_rate("regularize", name, rate)
 
     def wrap(cell: Any) -> Regularized:
         _check_cell(cell, rates)

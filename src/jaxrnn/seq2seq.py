@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrnn._checks import check_array, check_choice, check_lengths, fail, shape_text
+from jaxrnn._checks import check_array, check_choice, check_lengths, check_rate, fail, shape_text
 from jaxrnn._pytree import params_class, static_field
 from jaxrnn.attention import (
     ATTENTION_KINDS,
@@ -228,8 +228,7 @@ def init_seq2seq(
       ('AttentionCell', 32)
     """
     check_choice("init_seq2seq", "bridge", bridge, BRIDGES)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        fail("init_seq2seq", "dropout", "be a number in [0, 1)", repr(dropout))
+    dropout = check_rate("init_seq2seq", "dropout", dropout)
     if dropout and num_layers == 1:
         fail(
             "init_seq2seq",
@@ -238,7 +237,6 @@ def init_seq2seq(
             "of the decoder)",
             repr(dropout),
         )
-    dropout = float(dropout)
     if decoder_hidden_size is not None and bridge != "linear":
         fail(
             "init_seq2seq",
