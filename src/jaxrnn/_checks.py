@@ -7,6 +7,7 @@ look at shapes, dtypes and tree structure only, so they run at trace time under 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -112,6 +113,7 @@ def check_choice(where: str, argument: str, value: Any, choices: Sequence[Any]) 
 
 def check_rate(where: str, argument: str, rate: Any) -> float:
     """A dropout or zoneout rate: a real number in ``[0, 1)``, returned as a float."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+    # numbers.Real admits NumPy scalars (np.float32 is not a float); bool is not a rate.
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
         fail(where, argument, "be a number in [0, 1)", repr(rate))
     return float(rate)
