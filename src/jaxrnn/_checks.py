@@ -114,6 +114,6 @@ def check_choice(where: str, argument: str, value: Any, choices: Sequence[Any]) 
 def check_rate(where: str, argument: str, rate: Any) -> float:
     """A dropout or zoneout rate: a real number in ``[0, 1)``, returned as a float."""
     # numbers.Real admits NumPy scalars (np.float32 is not a float); bool is not a rate.
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= float(rate) < 1:
         fail(where, argument, "be a number in [0, 1)", repr(rate))
     return float(rate)
