@@ -138,3 +138,17 @@ def x64():
     """Float64 for the duration of one test (e.g. ``jax.test_util.check_grads``)."""
     with jax.enable_x64(True):
         yield
+
+
+#: The longest tests (each notebook runs for up to a minute and a half, the docs pages
+#: for tens of seconds) are collected first, so that pytest-xdist starts them while the
+#: short tests fill the other worker, rather than one worker running them alone at the end.
+LONG_FIRST = ("tests/test_notebooks.py", "tests/test_docs.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        starts = [item.nodeid.startswith(prefix) for prefix in LONG_FIRST]
+        return starts.index(True) if any(starts) else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: the collection order within each group
