@@ -82,7 +82,7 @@ from jaxrnn.initialization import init_params
 from jaxrnn.pooling import final_hidden
 from jaxrnn.readout import ReadoutParams, init_readout, readout
 from jaxrnn.regularization import Regularized, training_steps
-from jaxrnn.unrolling import Unwrapped, _step, register_wrapper, unroll
+from jaxrnn.unrolling import Unwrapped, _step, register_wrapper, stack_keys, unroll
 
 __all__ = [
     "ATTENTION_KINDS",
@@ -532,10 +532,9 @@ def _steps_with_noise(
 ) -> tuple[_Steps, jax.Array]:
     """The cell ``unroll`` runs for ``params`` and its inputs ``[x_t; noise_t]``.
 
-    The keys are those of ``unroll(params.cell, ..., key=key)``: a ``Stack`` gives layer
-    ``i`` ``keys[i]`` and the dropout after it ``keys[n + i]`` of ``split(key, 2 n)``; a
-    single layer gets ``key``. So the inner layers draw the masks they would draw on
-    their own, over the same ``(time, *batch)``.
+    The keys are those of ``unroll(params.cell, ..., key=key)``: a ``Stack``'s come from
+    ``unrolling.stack_keys``; a single layer gets ``key``. So the inner layers draw the
+    masks they would draw on their own, over the same ``(time, *batch)``.
     """
     inner = params.cell
     stacked = isinstance(inner, Stack)
@@ -544,13 +543,13 @@ def _steps_with_noise(
     if key is None:
         return _Steps(params, tuple(layers), (no_noise,) * len(layers)), xs
     n = len(layers)
-    keys = list(jax.random.split(key, 2 * n)) if stacked else [key]
+    layer_keys, dropout_keys = stack_keys(key, n) if stacked else ([key], [None])
     num_steps, batch_shape, dtype = xs.shape[0], xs.shape[1:-1], xs.dtype
     steps, noise, sizes = [], [], []
     for i, layer in enumerate(layers):
         if isinstance(layer, Regularized):
             shape = (num_steps, *batch_shape, *layer.input_shape)
-            step, masks, layer_sizes = _regularized_inputs(layer, shape, dtype, keys[i])
+            step, masks, layer_sizes = _regularized_inputs(layer, shape, dtype, layer_keys[i])
         elif _contains_regularized(layer):
             fail(
                 "unroll",
@@ -563,7 +562,7 @@ def _steps_with_noise(
             step, masks, layer_sizes = layer, [], no_noise
         if stacked and i < n - 1 and inner.dropout > 0:
             ones = jnp.ones((num_steps, *batch_shape, layer.output_size), dtype)
-            masks = [*masks, dropout(keys[n + i], ones, inner.dropout)]
+            masks = [*masks, dropout(cast(jax.Array, dropout_keys[i]), ones, inner.dropout)]
             layer_sizes = layer_sizes._replace(dropout_mask=layer.output_size)
         steps.append(step)
         noise.extend(masks)

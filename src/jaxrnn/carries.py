@@ -22,6 +22,7 @@ from jaxrnn.unrolling import (
     init_carry,
     register_unroller,
     register_wrapper,
+    stack_keys,
     unroll_params,
     unwrapped,
 )
@@ -184,12 +185,12 @@ def _unroll_with_carries(params: Any, carry: Any, xs: jax.Array, run: Run):
         return carry, ys if inner.output_mask is None else ys * inner.output_mask, carries
     if isinstance(params, Stack):
         n = len(params.layers)
-        keys = [None] * (2 * n) if run.key is None else list(jax.random.split(run.key, 2 * n))
+        layer_keys, dropout_keys = stack_keys(run.key, n)
         new_carry, carries = [], []
         for i, (layer, layer_carry) in enumerate(zip(params.layers, carry, strict=True)):
-            layer_run = run._replace(key=keys[i])
+            layer_run = run._replace(key=layer_keys[i])
             layer_carry, xs, layer_carries = _unroll_with_carries(layer, layer_carry, xs, layer_run)
-            dropout_key = keys[n + i]
+            dropout_key = dropout_keys[i]
             if dropout_key is not None and i < n - 1 and params.dropout > 0:
                 xs = dropout(dropout_key, xs, params.dropout)
             new_carry.append(layer_carry)

@@ -336,13 +336,23 @@ def scan_cell(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, ja
     return jax.lax.scan(body, carry, inputs, reverse=run.reverse, unroll=run.unroll)
 
 
+def stack_keys(key: jax.Array | None, num_layers: int) -> tuple[list, list]:
+    """``(layer_keys, dropout_keys)`` of a ``Stack`` run with ``key``: layer ``i`` gets
+    ``split(key, 2 n)[i]`` and the dropout after it ``split(key, 2 n)[n + i]`` (all
+    ``None`` without a key). Everything that runs a stack draws its masks this way."""
+    if key is None:
+        return [None] * num_layers, [None] * num_layers
+    keys = list(jax.random.split(key, 2 * num_layers))
+    return keys[:num_layers], keys[num_layers:]
+
+
 def _unroll_stack(params: Stack, carry: tuple, xs: jax.Array, run: Run):
     n = len(params.layers)
-    keys = [None] * (2 * n) if run.key is None else list(jax.random.split(run.key, 2 * n))
+    layer_keys, dropout_keys = stack_keys(run.key, n)
     new_carry = []
     for i, (layer, layer_carry) in enumerate(zip(params.layers, carry, strict=True)):
-        layer_carry, xs = unroll_params(layer, layer_carry, xs, run._replace(key=keys[i]))
-        dropout_key = keys[n + i]
+        layer_carry, xs = unroll_params(layer, layer_carry, xs, run._replace(key=layer_keys[i]))
+        dropout_key = dropout_keys[i]
         if dropout_key is not None and i < n - 1 and params.dropout > 0:
             xs = dropout(dropout_key, xs, params.dropout)
         new_carry.append(layer_carry)
