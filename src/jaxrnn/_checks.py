@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrnn._pytree import describe
 
@@ -41,6 +42,25 @@ def check_array(where: str, argument: str, x: Any) -> jax.Array:
 def check_floating(where: str, argument: str, x: jax.Array) -> None:
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         fail(where, argument, "have a floating dtype", str(x.dtype), TypeError)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        # A complex state (the LRU's) is stored as two real arrays; inputs are real.
+        fail(where, argument, "have a real floating dtype (not complex)", str(x.dtype), TypeError)
+
+
+def widen_lengths(lengths: Any, num_steps: int) -> jax.Array:
+    """Integer ``lengths`` clipped to ``[0, num_steps]`` as int32, whatever their dtype.
+
+    The clip happens in the lengths' own dtype with bounds that dtype can hold, then the
+    result is widened: clipping an int8 to ``num_steps=200`` in int8 would wrap the bound.
+    NumPy lengths are clipped before they become JAX arrays, since without ``jax_enable_x64``
+    JAX would first wrap a 64-bit value to 32 bits.
+    """
+    info = np.iinfo(lengths.dtype)
+    bounds = (max(0, int(info.min)), min(int(num_steps), int(info.max)))
+    if isinstance(lengths, np.ndarray | np.generic):
+        lengths = np.clip(lengths, *bounds)
+    clipped = jnp.clip(jnp.asarray(lengths), *bounds)
+    return clipped.astype(jnp.int32)  # every value is now in [0, num_steps]
 
 
 def check_features(
@@ -79,8 +99,10 @@ def check_lengths(
     of: str = "xs",
 ) -> jax.Array:
     """Validate ``lengths`` (integer, shape == batch shape of ``of``); clip to
-    ``[0, num_steps]``. ``argument`` and ``of`` name the two in the messages."""
-    lengths = check_array(where, argument, lengths)
+    ``[0, num_steps]`` and widen to int32 (``widen_lengths``). ``argument`` and ``of`` name
+    the two in the messages."""
+    if not isinstance(lengths, np.ndarray | np.generic):
+        lengths = check_array(where, argument, lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         fail(where, argument, "have an integer dtype", str(lengths.dtype), TypeError)
     if tuple(lengths.shape) != tuple(batch_shape):
@@ -90,7 +112,7 @@ def check_lengths(
             f"have the batch shape of {of} {shape_text(batch_shape)}",
             shape_text(lengths.shape),
         )
-    return jnp.clip(lengths, 0, num_steps)
+    return widen_lengths(lengths, num_steps)
 
 
 def check_tree_like(where: str, argument: str, tree: Any, expected: Any, hint: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxrnn._checks import check_array, check_choice, check_lengths, fail, shape_text
@@ -93,7 +94,8 @@ def _check_ys(where: str, ys: Any, lengths: Any) -> tuple[jax.Array, jax.Array]:
         fail(where, "ys", "have shape (time >= 1, ..., features)", shape_text(ys.shape))
     if lengths is None:
         return ys, jnp.ones((ys.shape[0],) + (1,) * (ys.ndim - 1), bool)
-    lengths = check_array(where, "lengths", lengths)
+    if not isinstance(lengths, np.ndarray | np.generic):
+        lengths = check_array(where, "lengths", lengths)
     batch_shape = ys.shape[1 : 1 + lengths.ndim]
     lengths = check_lengths(where, lengths, batch_shape, ys.shape[0])
     mask = sequence_mask(lengths, ys.shape[0])

@@ -28,6 +28,7 @@ from jaxrnn._checks import (
     check_lengths,
     check_tree_like,
     fail,
+    widen_lengths,
 )
 from jaxrnn.composites import Bidirectional, BidirectionalState, Stack
 from jaxrnn.dropout import dropout
@@ -84,9 +85,14 @@ def init_carry(params: Any, batch_shape: tuple[int, ...] = ()) -> Any:
 
 def _check_carry(where: str, params: Any, carry: Any, batch_shape: tuple[int, ...]) -> None:
     expected = jax.eval_shape(lambda: init_carry(params, batch_shape))
-    check_tree_like(
-        where, "carry", carry, expected, f"init_carry(params, batch_shape={batch_shape})"
-    )
+    hint = f"init_carry(params, batch_shape={batch_shape})"
+    check_tree_like(where, "carry", carry, expected, hint)
+    # The carry keeps its dtype from step to step, so an integer carry would truncate the
+    # state to integers at every step: refuse it instead of computing something else.
+    for leaf in jax.tree.leaves(carry):
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            fail(where, "carry", f"have real floating leaves like {hint}", str(dtype), TypeError)
 
 
 def _with_dtypes(new: Any, old: Any) -> Any:
@@ -178,9 +184,11 @@ def sequence_mask(lengths: ArrayLike, num_steps: int) -> jax.Array:
       Array([[1, 1, 1, 0],
              [1, 0, 0, 0]], dtype=int32)
     """
-    lengths = check_array("sequence_mask", "lengths", lengths)
+    if not isinstance(lengths, np.ndarray | np.generic):
+        lengths = check_array("sequence_mask", "lengths", lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         fail("sequence_mask", "lengths", "have an integer dtype", str(lengths.dtype), TypeError)
+    lengths = widen_lengths(lengths, num_steps)  # compared in int32, whatever the dtype
     steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
     return steps < lengths
 
