@@ -1,4 +1,4 @@
-"""``unroll(method="fused")`` (``jaxrnn._fast``) against its oracle, ``method="sequential"``.
+"""``unroll(method="fused")`` (``jaxrnn.core.hand_derivatives``) against its oracle, ``method="sequential"``.
 
 Every kernel must give the reference's outputs, final carry and derivatives (reverse mode,
 forward mode, second order) with lengths, reverse, stacks, bidirectional pairs and remat.
@@ -13,7 +13,7 @@ import pytest
 from jax.test_util import check_grads
 
 import jaxrnn
-from jaxrnn import _fast
+from jaxrnn.core import hand_derivatives as _fast
 from tests.conftest import CELLS, CellSpec, padded, random_carry
 
 FAST_CELLS = [spec for spec in CELLS if spec.options.get("proj_size", 0) == 0]

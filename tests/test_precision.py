@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import jaxrnn
-from jaxrnn._pytree import params_class
 from jaxrnn.cells import Cell
+from jaxrnn.core.params import params_class
 from jaxrnn.precision import MixedPrecision, cast_params, full_precision, mixed_precision
 
 CELLS = ["rnn", "lstm", "gru"]

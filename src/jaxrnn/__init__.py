@@ -29,15 +29,17 @@ from jaxrnn.cells import (
     MinLSTMParams,
     RNNParams,
 )
-from jaxrnn.composites import Bidirectional, BidirectionalState, Stack, bidirectional, stack
+from jaxrnn.core.composites import Bidirectional, BidirectionalState, Stack, bidirectional, stack
+from jaxrnn.core.dropout import dropout
+from jaxrnn.core.initialization import init_params
+from jaxrnn.core.unrolling import cell_step, init_carry, sequence_mask, unroll
 from jaxrnn.cudnn import (  # also registers the unroll method "cudnn"
     CuDNNFallbackWarning,
     from_cudnn_weights,
     to_cudnn_weights,
 )
-from jaxrnn.dropout import dropout
-from jaxrnn.generation import decoded_lengths, generate
-from jaxrnn.initialization import init_params
+from jaxrnn.decoding import decoded_lengths, generate
+from jaxrnn.heads import ReadoutParams, init_readout, readout
 from jaxrnn.interop.torch import from_torch, to_torch
 from jaxrnn.long_sequences import (
     chunk_lengths,
@@ -60,7 +62,6 @@ from jaxrnn.parallel import (  # also registers unroll methods "parallel", "deer
 )
 from jaxrnn.pooling import final_hidden, pool_last, pool_max, pool_mean
 from jaxrnn.precision import MixedPrecision, mixed_precision
-from jaxrnn.readout import ReadoutParams, init_readout, readout
 from jaxrnn.regularization import Regularized, regularize
 from jaxrnn.seq2seq import (
     Seq2SeqParams,
@@ -75,7 +76,7 @@ from jaxrnn.seq2seq import (
     seq2seq_loss,
     shift_right,
 )
-from jaxrnn.training import (
+from jaxrnn.train import (
     StepMetrics,
     TrainState,
     TrainStep,
@@ -84,7 +85,6 @@ from jaxrnn.training import (
     restore_checkpoint,
     save_checkpoint,
 )
-from jaxrnn.unrolling import cell_step, init_carry, sequence_mask, unroll
 
 __version__ = "0.1.0"
 

@@ -64,7 +64,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrnn._checks import (
+from jaxrnn.cells.base import LECUN_NORMAL, Cell, WrappedCell
+from jaxrnn.core.checks import (
     check_array,
     check_choice,
     check_features,
@@ -74,15 +75,14 @@ from jaxrnn._checks import (
     fail,
     shape_text,
 )
-from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import LECUN_NORMAL, Cell, WrappedCell
-from jaxrnn.composites import Stack
-from jaxrnn.dropout import dropout
-from jaxrnn.initialization import init_params
+from jaxrnn.core.composites import Stack
+from jaxrnn.core.dropout import dropout
+from jaxrnn.core.initialization import init_params
+from jaxrnn.core.params import params_class, static_field
+from jaxrnn.core.unrolling import Unwrapped, _step, register_wrapper, stack_keys, unroll
+from jaxrnn.heads import ReadoutParams, init_readout, readout
 from jaxrnn.pooling import final_hidden
-from jaxrnn.readout import ReadoutParams, init_readout, readout
 from jaxrnn.regularization import Regularized, training_steps
-from jaxrnn.unrolling import Unwrapped, _step, register_wrapper, stack_keys, unroll
 
 __all__ = [
     "ATTENTION_KINDS",

@@ -8,13 +8,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._cellwise import map_cells
-from jaxrnn._checks import check_tree_like, fail
-from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import WrappedCell
-from jaxrnn.composites import Bidirectional, BidirectionalState, Stack
-from jaxrnn.dropout import dropout
-from jaxrnn.unrolling import (
+from jaxrnn.cells.base import WrappedCell
+from jaxrnn.core.checks import check_tree_like, fail
+from jaxrnn.core.composites import Bidirectional, BidirectionalState, Stack, map_cells
+from jaxrnn.core.dropout import dropout
+from jaxrnn.core.params import params_class, static_field
+from jaxrnn.core.unrolling import (
     Run,
     Unwrapped,
     _contains_bidirectional,
@@ -175,7 +174,7 @@ def _unroll_cell_with_carries(cell: Any, carry: Any, xs: jax.Array, run: Run):
 def _unroll_with_carries(params: Any, carry: Any, xs: jax.Array, run: Run):
     """``(carry, ys, carries)``: ``unroll_params``'s ``(carry, ys)``, and the carry of every
     cell after every step in the carry's structure. Composites split keys and apply
-    dropout exactly as their plain unrollers in ``jaxrnn.unrolling`` do, so ``ys`` and
+    dropout exactly as their plain unrollers in ``jaxrnn.core.unrolling`` do, so ``ys`` and
     ``carry`` match a plain unroll with the same key; wrappers are unwrapped as ``unroll``
     unwraps them (``register_wrapper``), drawing the same masks."""
     inner = unwrapped(params, xs, run.key)

@@ -68,11 +68,11 @@ import jax.experimental.rnn as jax_rnn
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrnn._checks import check_array, check_floating, fail, shape_text
 from jaxrnn.cells.lstm import LSTMParams
-from jaxrnn.composites import Bidirectional, Stack, stack
-from jaxrnn.composites import bidirectional as bidirectional_pair
-from jaxrnn.unrolling import Run, register_method, scan_cell
+from jaxrnn.core.checks import check_array, check_floating, fail, shape_text
+from jaxrnn.core.composites import Bidirectional, Stack, stack
+from jaxrnn.core.composites import bidirectional as bidirectional_pair
+from jaxrnn.core.unrolling import Run, register_method, scan_cell
 
 __all__ = ["CuDNNFallbackWarning", "from_cudnn_weights", "to_cudnn_weights"]
 

@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrnn._checks import check_array, check_features, check_floating, fail, shape_text
-from jaxrnn.unrolling import _check_carry, _check_params, cell_step, init_carry
+from jaxrnn.core.checks import check_array, check_features, check_floating, fail, shape_text
+from jaxrnn.core.unrolling import _check_carry, _check_params, cell_step, init_carry
 
 __all__ = [
     "chunk_lengths",

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import optax  # type: ignore[import-untyped]
 from jax.typing import ArrayLike
 
-from jaxrnn._checks import check_array, check_choice, check_lengths, fail, shape_text
-from jaxrnn.unrolling import sequence_mask
+from jaxrnn.core.checks import check_array, check_choice, check_lengths, fail, shape_text
+from jaxrnn.core.unrolling import sequence_mask
 
 __all__ = [
     "REDUCTIONS",

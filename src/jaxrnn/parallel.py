@@ -49,7 +49,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
-from jaxrnn._checks import (
+from jaxrnn.cells.linear import LinearCell
+from jaxrnn.core.checks import (
     check_array,
     check_choice,
     check_features,
@@ -57,8 +58,7 @@ from jaxrnn._checks import (
     check_lengths,
     fail,
 )
-from jaxrnn.cells._linear import LinearCell
-from jaxrnn.unrolling import Run, _check_carry, _check_params, _param_dtype, register_method
+from jaxrnn.core.unrolling import Run, _check_carry, _check_params, _param_dtype, register_method
 
 __all__ = [
     "DEERConfig",

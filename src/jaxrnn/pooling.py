@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxrnn._checks import check_array, check_choice, check_lengths, fail, shape_text
-from jaxrnn._pytree import describe
-from jaxrnn.composites import MERGES, BidirectionalState
-from jaxrnn.unrolling import sequence_mask
+from jaxrnn.core.checks import check_array, check_choice, check_lengths, fail, shape_text
+from jaxrnn.core.composites import MERGES, BidirectionalState
+from jaxrnn.core.params import describe
+from jaxrnn.core.unrolling import sequence_mask
 
 __all__ = ["final_hidden", "pool_last", "pool_max", "pool_mean"]
 

@@ -36,10 +36,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._checks import fail
-from jaxrnn._pytree import params_class, static_field
 from jaxrnn.cells import Cell, LSTMState
-from jaxrnn.cells._base import WrappedCell
+from jaxrnn.cells.base import WrappedCell
+from jaxrnn.core.checks import fail
+from jaxrnn.core.params import params_class, static_field
 
 __all__ = ["MixedPrecision", "cast_params", "full_precision", "mixed_precision"]
 

@@ -12,12 +12,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._cellwise import map_cells
-from jaxrnn._checks import check_rate, fail
-from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import Cell, WrappedCell
-from jaxrnn.dropout import dropout
-from jaxrnn.unrolling import Unwrapped, register_wrapper
+from jaxrnn.cells.base import Cell, WrappedCell
+from jaxrnn.core.checks import check_rate, fail
+from jaxrnn.core.composites import map_cells
+from jaxrnn.core.dropout import dropout
+from jaxrnn.core.params import params_class, static_field
+from jaxrnn.core.unrolling import Unwrapped, register_wrapper
 
 __all__ = ["Regularized", "regularize"]
 

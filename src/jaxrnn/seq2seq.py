@@ -53,8 +53,6 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrnn._checks import check_array, check_choice, check_lengths, check_rate, fail, shape_text
-from jaxrnn._pytree import params_class, static_field
 from jaxrnn.attention import (
     ATTENTION_KINDS,
     AttentionCell,
@@ -62,12 +60,21 @@ from jaxrnn.attention import (
     unroll_with_alignments,
     with_memory,
 )
-from jaxrnn.composites import Bidirectional, Stack
-from jaxrnn.generation import decoded_lengths, generate
-from jaxrnn.initialization import init_params
+from jaxrnn.core.checks import (
+    check_array,
+    check_choice,
+    check_lengths,
+    check_rate,
+    fail,
+    shape_text,
+)
+from jaxrnn.core.composites import Bidirectional, Stack
+from jaxrnn.core.initialization import init_params
+from jaxrnn.core.params import params_class, static_field
+from jaxrnn.core.unrolling import _check_key, cell_step, init_carry, unroll
+from jaxrnn.decoding import decoded_lengths, generate
+from jaxrnn.heads import ReadoutParams, init_readout, readout
 from jaxrnn.losses import sequence_softmax_cross_entropy
-from jaxrnn.readout import ReadoutParams, init_readout, readout
-from jaxrnn.unrolling import _check_key, cell_step, init_carry, unroll
 
 __all__ = [
     "BRIDGES",

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxrnn._checks import fail
+from jaxrnn.core.checks import fail
 
 __all__ = ["batch_sharding", "gate_sharding", "replicated"]
 

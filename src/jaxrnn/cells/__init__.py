@@ -4,10 +4,10 @@ from collections.abc import Callable
 from typing import Any
 
 from jaxrnn.cells import convlstm, gru, lru, lstm, lstm_ln, mgu, mingru, minlstm, rnn
-from jaxrnn.cells._base import Cell
-from jaxrnn.cells._linear import LinearCell
+from jaxrnn.cells.base import Cell
 from jaxrnn.cells.convlstm import ConvLSTMParams
 from jaxrnn.cells.gru import GRUParams
+from jaxrnn.cells.linear import LinearCell
 from jaxrnn.cells.lru import LRUParams, LRUState
 from jaxrnn.cells.lstm import LSTMParams, LSTMState
 from jaxrnn.cells.lstm_ln import LayerNormLSTMParams

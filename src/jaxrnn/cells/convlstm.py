@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from jaxrnn._checks import fail
-from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import LECUN_NORMAL, Cell, Initializer
+from jaxrnn.cells.base import LECUN_NORMAL, Cell, Initializer
 from jaxrnn.cells.lstm import LSTMState
+from jaxrnn.core.checks import fail
+from jaxrnn.core.params import params_class, static_field
 
 # Letters naming 1, 2 or 3 spatial dims in lax.conv_general_dilated's layout strings.
 _SPATIAL_LETTERS = "DHW"

@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import (
+from jaxrnn.cells.base import (
     LECUN_NORMAL,
     ORTHOGONAL,
     Initializer,
@@ -18,6 +17,7 @@ from jaxrnn.cells._base import (
     gatewise,
     init_biases,
 )
+from jaxrnn.core.params import params_class, static_field
 
 
 @params_class

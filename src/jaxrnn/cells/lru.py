@@ -9,9 +9,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._checks import fail
-from jaxrnn._pytree import params_class
-from jaxrnn.cells._linear import LinearCell
+from jaxrnn.cells.linear import LinearCell
+from jaxrnn.core.checks import fail
+from jaxrnn.core.params import params_class
 
 
 class LRUState(NamedTuple):

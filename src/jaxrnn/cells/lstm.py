@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from jaxrnn._pytree import params_class
-from jaxrnn.cells._base import (
+from jaxrnn.cells.base import (
     LECUN_NORMAL,
     ORTHOGONAL,
     Cell,
@@ -18,6 +17,7 @@ from jaxrnn.cells._base import (
     gatewise,
     init_biases,
 )
+from jaxrnn.core.params import params_class
 
 
 class LSTMState(NamedTuple):

@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import LECUN_NORMAL, ORTHOGONAL, Initializer, VectorCell, gatewise
+from jaxrnn.cells.base import LECUN_NORMAL, ORTHOGONAL, Initializer, VectorCell, gatewise
 from jaxrnn.cells.lstm import LSTMState
+from jaxrnn.core.params import params_class, static_field
 
 
 def layer_norm(a: jax.Array, gain: jax.Array, epsilon: float) -> jax.Array:

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from jaxrnn._pytree import params_class
-from jaxrnn.cells._base import LECUN_NORMAL, ORTHOGONAL, Initializer, VectorCell, affine, gatewise
+from jaxrnn.cells.base import LECUN_NORMAL, ORTHOGONAL, Initializer, VectorCell, affine, gatewise
+from jaxrnn.core.params import params_class
 
 
 @params_class

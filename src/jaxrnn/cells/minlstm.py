@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from jaxrnn._pytree import params_class
-from jaxrnn.cells._base import LECUN_NORMAL, Initializer
-from jaxrnn.cells._linear import LogSpaceCell, init_log_space, log_g
+from jaxrnn.cells.base import LECUN_NORMAL, Initializer
+from jaxrnn.cells.linear import LogSpaceCell, init_log_space, log_g
+from jaxrnn.core.params import params_class
 
 
 @params_class

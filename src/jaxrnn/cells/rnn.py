@@ -8,9 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from jaxrnn._checks import check_choice
-from jaxrnn._pytree import params_class, static_field
-from jaxrnn.cells._base import (
+from jaxrnn.cells.base import (
     LECUN_NORMAL,
     ORTHOGONAL,
     Initializer,
@@ -19,6 +17,8 @@ from jaxrnn.cells._base import (
     gatewise,
     init_biases,
 )
+from jaxrnn.core.checks import check_choice
+from jaxrnn.core.params import params_class, static_field
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 

@@ -54,10 +54,10 @@ from flax import nnx
 from flax.core import FrozenDict
 from jax.typing import ArrayLike
 
-from jaxrnn._checks import fail
 from jaxrnn.cells import GRUParams, LSTMParams, LSTMState
-from jaxrnn.initialization import init_params
-from jaxrnn.unrolling import unroll as _unroll  # RNN.__call__ has an argument `unroll`
+from jaxrnn.core.checks import fail
+from jaxrnn.core.initialization import init_params
+from jaxrnn.core.unrolling import unroll as _unroll  # RNN.__call__ has an argument `unroll`
 
 __all__ = ["RNN", "LinenRNN", "carry_from_flax", "carry_to_flax", "from_flax", "to_flax"]
 

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
-from jaxrnn._checks import check_choice, fail
 from jaxrnn.cells import GRUParams, LSTMParams, LSTMState, RNNParams
-from jaxrnn.composites import Bidirectional, BidirectionalState, Stack, bidirectional, stack
+from jaxrnn.core.checks import check_choice, fail
+from jaxrnn.core.composites import Bidirectional, BidirectionalState, Stack, bidirectional, stack
 
 __all__ = [
     "carry_from_torch",

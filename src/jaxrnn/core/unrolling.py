@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxrnn import _fast
-from jaxrnn._checks import (
+from jaxrnn.core import hand_derivatives as _fast
+from jaxrnn.core.checks import (
     check_array,
     check_choice,
     check_features,
@@ -30,8 +30,8 @@ from jaxrnn._checks import (
     fail,
     widen_lengths,
 )
-from jaxrnn.composites import Bidirectional, BidirectionalState, Stack
-from jaxrnn.dropout import dropout
+from jaxrnn.core.composites import Bidirectional, BidirectionalState, Stack
+from jaxrnn.core.dropout import dropout
 
 __all__ = ["cell_step", "init_carry", "sequence_mask", "unroll"]
 
@@ -312,7 +312,7 @@ def scan_auto(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, ja
 
 
 def scan_fused(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
-    """The ``"fused"`` method: the hand-scheduled derivatives of ``jaxrnn._fast`` where
+    """The ``"fused"`` method: the hand-scheduled derivatives of ``jaxrnn.core.hand_derivatives`` where
     they apply (the built-in cells without ``remat``), else ``scan_cell``. Both compute
     the same function; measured on XLA:CPU it trains an LSTM faster than the plain scan
     and a GRU or Elman RNN not reliably so (``docs/performance.md``), which is what
@@ -327,7 +327,7 @@ def scan_fused(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, j
 def scan_cell(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
     """The sequential method (and the oracle of ``"fused"``): one ``params.step`` per
     ``lax.scan`` iteration, masked. With ``remat`` it stores only the carry entering each
-    segment of about ``sqrt(time)`` steps (``jaxrnn._fast.remat_scan``)."""
+    segment of about ``sqrt(time)`` steps (``jaxrnn.core.hand_derivatives.remat_scan``)."""
 
     def body(carry, inputs):
         x, valid_t = inputs

@@ -7,10 +7,10 @@ from typing import Any
 
 import jax
 
-from jaxrnn._checks import fail
 from jaxrnn.cells import CELL_INITS
-from jaxrnn.composites import bidirectional as make_bidirectional
-from jaxrnn.composites import stack
+from jaxrnn.core.checks import fail
+from jaxrnn.core.composites import bidirectional as make_bidirectional
+from jaxrnn.core.composites import stack
 
 __all__ = ["init_params"]
 

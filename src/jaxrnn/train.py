@@ -30,7 +30,7 @@ import optax  # type: ignore[import-untyped]
 from flax import serialization
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
-from jaxrnn._checks import fail
+from jaxrnn.core.checks import fail
 
 __all__ = [
     "StepMetrics",

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn._pytree import describe
+from jaxrnn.core.params import describe
 
 
 def fail(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.cells._base import Cell, affine
+from jaxrnn.cells.base import Cell, affine
 
 
 class LinearCell(Cell):

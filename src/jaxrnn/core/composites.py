@@ -2,19 +2,20 @@
 
 A composite has the same structural interface as a cell (``input_shape``, ``output_size``,
 ``zero_carry``), so composites nest: a stack of bidirectional layers, or a bidirectional
-pair of stacks. How they run over time lives in ``jaxrnn.unrolling``.
+pair of stacks. How they run over time lives in ``jaxrnn.core.unrolling``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._checks import check_choice, check_rate, fail
-from jaxrnn._pytree import params_class, static_field
+from jaxrnn.core.checks import check_choice, check_rate, fail
+from jaxrnn.core.params import params_class, static_field
 
 MERGES = ("concat", "sum", "mean")
 
@@ -175,3 +176,28 @@ def stack(layers: Sequence[Any], *, dropout: float = 0.0) -> Stack:
                 f"input_shape={layer.input_shape}",
             )
     return Stack(layers=layers, dropout=check_rate("stack", "dropout", dropout))
+
+
+def map_cells(fn: Callable[..., Any], params: Any, *trees: Any) -> Any:
+    """``fn(cell, *subtrees)`` for each cell of ``params``, rebuilt into the same composites.
+
+    ``trees`` (e.g. an initial carry) have the carry structure of ``params``: a tuple with
+    one entry per layer of a stack, a [`BidirectionalState`][jaxrnn.BidirectionalState] for a pair.
+    A cell is anything that is neither a [`Stack`][jaxrnn.Stack] nor a
+    [`Bidirectional`][jaxrnn.Bidirectional].
+    """
+    if isinstance(params, Stack):
+        layers = [
+            map_cells(fn, layer, *(tree[i] for tree in trees))
+            for i, layer in enumerate(params.layers)
+        ]
+        return dataclasses.replace(params, layers=tuple(layers))
+    if isinstance(params, Bidirectional):
+        forward = map_cells(fn, params.forward, *(tree.forward for tree in trees))
+        backward = map_cells(fn, params.backward, *(tree.backward for tree in trees))
+        return dataclasses.replace(params, forward=forward, backward=backward)
+    return fn(params, *trees)
+
+
+def is_composite(params: Any) -> bool:
+    return isinstance(params, (Stack, Bidirectional))

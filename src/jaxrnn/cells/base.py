@@ -1,6 +1,6 @@
 """What every cell provides, and helpers the cell modules share.
 
-A cell's params type is a frozen dataclass pytree (see ``jaxrnn._pytree.params_class``)
+A cell's params type is a frozen dataclass pytree (see ``jaxrnn.core.params.params_class``)
 that also carries the cell's equations as methods. A step is split in two, so that the
 unrolling code can choose where the input projection is computed:
 

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 from jax.nn import initializers
 from jax.typing import ArrayLike
 
-from jaxrnn._checks import check_array, check_choice, check_features, fail
-from jaxrnn._pytree import params_class
-from jaxrnn.cells._base import LECUN_NORMAL, Initializer, affine
+from jaxrnn.cells.base import LECUN_NORMAL, Initializer, affine
+from jaxrnn.core.checks import check_array, check_choice, check_features, fail
+from jaxrnn.core.params import params_class
 
 __all__ = ["ACTIVATIONS", "ReadoutParams", "init_readout", "readout"]
 
