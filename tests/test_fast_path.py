@@ -1,4 +1,5 @@
-"""``unroll(method="fused")`` (``jaxrnn.core.hand_derivatives``) against its oracle, ``method="sequential"``.
+"""``unroll(method="fused")`` (``jaxrnn.core.hand_derivatives``) against its oracle,
+``method="sequential"``.
 
 Every kernel must give the reference's outputs, final carry and derivatives (reverse mode,
 forward mode, second order) with lengths, reverse, stacks, bidirectional pairs and remat.

@@ -1,21 +1,38 @@
 """jaxrnn: recurrent neural networks as pure JAX functions.
 
-Cells (``"rnn"``, ``"lstm"``, ``"gru"``) are params pytrees; [`unroll`][jaxrnn.unroll] runs them
-over time with ``lax.scan``; [`stack`][jaxrnn.stack] and [`bidirectional`][jaxrnn.bidirectional]
-compose them; everything works under ``jit``, ``vmap`` and ``grad`` and matches PyTorch numerically.
+``import jaxrnn`` gives the core: the cells' params types, [`init_params`][jaxrnn.init_params],
+[`init_carry`][jaxrnn.init_carry], [`cell_step`][jaxrnn.cell_step] (a ``lax.scan`` body),
+[`unroll`][jaxrnn.unroll] (the ``lax.scan``), [`stack`][jaxrnn.stack] and
+[`bidirectional`][jaxrnn.bidirectional], [`sequence_mask`][jaxrnn.sequence_mask],
+[`dropout`][jaxrnn.dropout], PyTorch weights both ways, and what defining a cell takes
+([`Cell`][jaxrnn.Cell], [`params_class`][jaxrnn.params_class]). Everything else is a
+submodule, loaded when first used (``jaxrnn.losses`` imports optax, ``jaxrnn.train``
+optax and tqdm, ``jaxrnn.interop.flax`` Flax; ``import jaxrnn`` imports none of them):
+
+| submodule | what it holds |
+|---|---|
+| ``jaxrnn.methods`` | method objects for ``unroll(..., method=...)`` |
+| ``jaxrnn.heads`` | readout layers on top of an RNN |
+| ``jaxrnn.losses`` | sequence losses masked by lengths |
+| ``jaxrnn.pooling`` | many-to-one: last, mean, max, final hidden state |
+| ``jaxrnn.decoding`` | one-to-many generation |
+| ``jaxrnn.seq2seq`` | encoder-decoders, teacher forcing, greedy/sampling/beam decoding |
+| ``jaxrnn.attention`` | Bahdanau and Luong attention decoders |
+| ``jaxrnn.regularization`` | variational dropout and zoneout |
+| ``jaxrnn.carries`` | learned initial states, every step's carry as output |
+| ``jaxrnn.long_sequences`` | truncated BPTT, resets |
+| ``jaxrnn.train`` | optax training steps, a fit loop, checkpoints |
+| ``jaxrnn.parallel`` | parallel-in-time methods: linear scans, DEER/ELK |
+| ``jaxrnn.precision`` | mixed precision |
+| ``jaxrnn.sharding`` | data and tensor parallelism |
+| ``jaxrnn.cudnn`` | cuDNN's LSTM kernel |
+| ``jaxrnn.interop.torch``, ``jaxrnn.interop.flax`` | weights and modules of PyTorch, Flax |
 """
 
-from jaxrnn.attention import (
-    AttentionCell,
-    AttentionParams,
-    AttentionState,
-    attend,
-    init_attention,
-    init_attention_cell,
-    unroll_with_alignments,
-    with_memory,
-)
-from jaxrnn.carries import CarryOutputs, LearnedInit, learned_init, with_carry_outputs
+import importlib
+import warnings
+from typing import Any
+
 from jaxrnn.cells import (
     ConvLSTMParams,
     GRUParams,
@@ -29,147 +46,155 @@ from jaxrnn.cells import (
     MinLSTMParams,
     RNNParams,
 )
+from jaxrnn.cells.base import Cell
 from jaxrnn.core.composites import Bidirectional, BidirectionalState, Stack, bidirectional, stack
 from jaxrnn.core.dropout import dropout
 from jaxrnn.core.initialization import init_params
+from jaxrnn.core.params import params_class, static_field
 from jaxrnn.core.unrolling import cell_step, init_carry, sequence_mask, unroll
-from jaxrnn.cudnn import (  # also registers the unroll method "cudnn"
-    CuDNNFallbackWarning,
-    from_cudnn_weights,
-    to_cudnn_weights,
-)
-from jaxrnn.decoding import decoded_lengths, generate
-from jaxrnn.heads import ReadoutParams, init_readout, readout
 from jaxrnn.interop.torch import from_torch, to_torch
-from jaxrnn.long_sequences import (
-    chunk_lengths,
-    reset_carry,
-    split_chunks,
-    truncated_bptt,
-    unroll_with_resets,
-)
-from jaxrnn.losses import (
-    masked_reduce,
-    sequence_binary_cross_entropy,
-    sequence_mean_squared_error,
-    sequence_softmax_cross_entropy,
-)
-from jaxrnn.parallel import (  # also registers unroll methods "parallel", "deer", "quasi_deer"
-    DEERInfo,
-    DEERNotConvergedError,
-    deer_unroll,
-    linear_scan,
-)
-from jaxrnn.pooling import final_hidden, pool_last, pool_max, pool_mean
-from jaxrnn.precision import MixedPrecision, mixed_precision
-from jaxrnn.regularization import Regularized, regularize
-from jaxrnn.seq2seq import (
-    Seq2SeqParams,
-    beam_search,
-    bridge_carry,
-    encode,
-    greedy_decode,
-    init_seq2seq,
-    sample_decode,
-    seq2seq_alignments,
-    seq2seq_logits,
-    seq2seq_loss,
-    shift_right,
-)
-from jaxrnn.train import (
-    StepMetrics,
-    TrainState,
-    TrainStep,
-    fit,
-    make_train_step,
-    restore_checkpoint,
-    save_checkpoint,
-)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "AttentionCell",
-    "AttentionParams",
-    "AttentionState",
     "Bidirectional",
     "BidirectionalState",
-    "CarryOutputs",
+    "Cell",
     "ConvLSTMParams",
-    "CuDNNFallbackWarning",
-    "DEERInfo",
-    "DEERNotConvergedError",
     "GRUParams",
     "LRUParams",
     "LRUState",
     "LSTMParams",
     "LSTMState",
     "LayerNormLSTMParams",
-    "LearnedInit",
     "MGUParams",
     "MinGRUParams",
     "MinLSTMParams",
-    "MixedPrecision",
     "RNNParams",
-    "ReadoutParams",
-    "Regularized",
-    "Seq2SeqParams",
     "Stack",
-    "StepMetrics",
-    "TrainState",
-    "TrainStep",
-    "attend",
-    "beam_search",
     "bidirectional",
-    "bridge_carry",
     "cell_step",
-    "chunk_lengths",
-    "decoded_lengths",
-    "deer_unroll",
     "dropout",
-    "encode",
-    "final_hidden",
-    "fit",
-    "from_cudnn_weights",
     "from_torch",
-    "generate",
-    "greedy_decode",
-    "init_attention",
-    "init_attention_cell",
     "init_carry",
     "init_params",
-    "init_readout",
-    "init_seq2seq",
-    "learned_init",
-    "linear_scan",
-    "make_train_step",
-    "masked_reduce",
-    "mixed_precision",
-    "pool_last",
-    "pool_max",
-    "pool_mean",
-    "readout",
-    "regularize",
-    "reset_carry",
-    "restore_checkpoint",
-    "sample_decode",
-    "save_checkpoint",
-    "seq2seq_alignments",
-    "seq2seq_logits",
-    "seq2seq_loss",
-    "sequence_binary_cross_entropy",
+    "params_class",
     "sequence_mask",
-    "sequence_mean_squared_error",
-    "sequence_softmax_cross_entropy",
-    "shift_right",
-    "split_chunks",
     "stack",
-    "to_cudnn_weights",
+    "static_field",
     "to_torch",
-    "truncated_bptt",
     "unroll",
-    "unroll_with_alignments",
-    "unroll_with_resets",
-    "with_carry_outputs",
-    "with_memory",
 ]
+
+#: The toolkit: submodules loaded on first use (``jaxrnn.losses``, ...).
+SUBMODULES = (
+    "attention",
+    "carries",
+    "cells",
+    "core",
+    "cudnn",
+    "decoding",
+    "demo",
+    "heads",
+    "interop",
+    "long_sequences",
+    "losses",
+    "methods",
+    "parallel",
+    "pooling",
+    "precision",
+    "regularization",
+    "seq2seq",
+    "sharding",
+    "train",
+)
+
+#: Names that were top-level before 0.2.0 and their new homes (``jaxrnn.<module>.<name>``).
+#: They still work from ``jaxrnn`` with a ``DeprecationWarning``, for one release.
+MOVED = {
+    **dict.fromkeys(
+        (
+            "AttentionCell",
+            "AttentionParams",
+            "AttentionState",
+            "attend",
+            "init_attention",
+            "init_attention_cell",
+            "unroll_with_alignments",
+            "with_memory",
+        ),
+        "attention",
+    ),
+    **dict.fromkeys(
+        ("CarryOutputs", "LearnedInit", "learned_init", "with_carry_outputs"), "carries"
+    ),
+    **dict.fromkeys(("CuDNNFallbackWarning", "from_cudnn_weights", "to_cudnn_weights"), "cudnn"),
+    **dict.fromkeys(("decoded_lengths", "generate"), "decoding"),
+    **dict.fromkeys(("ReadoutParams", "init_readout", "readout"), "heads"),
+    **dict.fromkeys(
+        ("chunk_lengths", "reset_carry", "split_chunks", "truncated_bptt", "unroll_with_resets"),
+        "long_sequences",
+    ),
+    **dict.fromkeys(
+        (
+            "masked_reduce",
+            "sequence_binary_cross_entropy",
+            "sequence_mean_squared_error",
+            "sequence_softmax_cross_entropy",
+        ),
+        "losses",
+    ),
+    **dict.fromkeys(
+        ("DEERInfo", "DEERNotConvergedError", "deer_unroll", "linear_scan"), "parallel"
+    ),
+    **dict.fromkeys(("final_hidden", "pool_last", "pool_max", "pool_mean"), "pooling"),
+    **dict.fromkeys(("MixedPrecision", "mixed_precision"), "precision"),
+    **dict.fromkeys(("Regularized", "regularize"), "regularization"),
+    **dict.fromkeys(
+        (
+            "Seq2SeqParams",
+            "beam_search",
+            "bridge_carry",
+            "encode",
+            "greedy_decode",
+            "init_seq2seq",
+            "sample_decode",
+            "seq2seq_alignments",
+            "seq2seq_logits",
+            "seq2seq_loss",
+            "shift_right",
+        ),
+        "seq2seq",
+    ),
+    **dict.fromkeys(
+        (
+            "StepMetrics",
+            "TrainState",
+            "TrainStep",
+            "fit",
+            "make_train_step",
+            "restore_checkpoint",
+            "save_checkpoint",
+        ),
+        "train",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Submodules on first use; old top-level names with a ``DeprecationWarning``."""
+    if name in SUBMODULES:
+        return importlib.import_module(f"jaxrnn.{name}")
+    if name in MOVED:
+        home = f"jaxrnn.{MOVED[name]}"
+        warnings.warn(
+            f"jaxrnn.{name} moved to {home}.{name} in jaxrnn 0.2.0; the old name goes in 0.3.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(home), name)
+    raise AttributeError(f"module 'jaxrnn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, *SUBMODULES, "__version__"])

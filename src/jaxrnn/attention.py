@@ -64,7 +64,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrnn.cells.base import LECUN_NORMAL, Cell, WrappedCell
+from jaxrnn.cells.base import LECUN_NORMAL, Cell, Unwrapped, WrappedCell
 from jaxrnn.core.checks import (
     check_array,
     check_choice,
@@ -78,8 +78,9 @@ from jaxrnn.core.checks import (
 from jaxrnn.core.composites import Stack
 from jaxrnn.core.dropout import dropout
 from jaxrnn.core.initialization import init_params
+from jaxrnn.core.methods import stack_keys
 from jaxrnn.core.params import params_class, static_field
-from jaxrnn.core.unrolling import Unwrapped, _step, register_wrapper, stack_keys, unroll
+from jaxrnn.core.unrolling import step, unroll
 from jaxrnn.heads import ReadoutParams, init_readout, readout
 from jaxrnn.pooling import final_hidden
 from jaxrnn.regularization import Regularized, training_steps
@@ -384,11 +385,16 @@ class AttentionCell(WrappedCell):
         carry, y, _ = self.attend_step(carry, projected)
         return carry, y
 
+    def unwrap(self, xs: Any, key: jax.Array | None) -> Unwrapped:
+        """The step with the inner layers' masks for every step drawn from ``key``."""
+        steps, xs = _steps_with_noise(self, xs, key)
+        return Unwrapped(steps, xs, None, None)
+
     def attend_step(
         self, carry: AttentionState, x: jax.Array
     ) -> tuple[AttentionState, jax.Array, jax.Array]:
         """One step, also returning the attention weights ``(*batch, source_time)``."""
-        return self._attend_step(carry, x, functools.partial(_step, self.cell))
+        return self._attend_step(carry, x, functools.partial(step, self.cell))
 
     def _attend_step(
         self,
@@ -489,7 +495,7 @@ class _Steps(Cell):
             input_mask, extra_inputs, output_mask, dropout_mask, noise = parts
             if sizes.input_mask:
                 x = x * input_mask
-            layer_carry, x = _step(layer, layer_carry, jnp.concatenate([x, extra_inputs], -1))
+            layer_carry, x = step(layer, layer_carry, jnp.concatenate([x, extra_inputs], -1))
             if sizes.output_mask:
                 x = x * output_mask
             if sizes.dropout_mask:
@@ -568,14 +574,6 @@ def _steps_with_noise(
         noise.extend(masks)
         sizes.append(layer_sizes)
     return _Steps(params, tuple(steps), tuple(sizes)), jnp.concatenate([xs, *noise], -1)
-
-
-def _unwrap_attention(params: AttentionCell, xs: jax.Array, key: jax.Array | None) -> Unwrapped:
-    steps, xs = _steps_with_noise(params, xs, key)
-    return Unwrapped(steps, xs, None, None)
-
-
-register_wrapper(AttentionCell, _unwrap_attention)
 
 
 def init_attention_cell(

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.cells.base import WrappedCell
+from jaxrnn.cells.base import Unwrapped, WrappedCell
 from jaxrnn.core.checks import check_tree_like, fail
-from jaxrnn.core.composites import Bidirectional, BidirectionalState, Stack, map_cells
-from jaxrnn.core.dropout import dropout
-from jaxrnn.core.params import params_class, static_field
-from jaxrnn.core.unrolling import (
-    Run,
-    Unwrapped,
-    _contains_bidirectional,
-    _step,
-    init_carry,
-    register_unroller,
-    register_wrapper,
-    stack_keys,
-    unroll_params,
-    unwrapped,
+from jaxrnn.core.composites import (
+    Bidirectional,
+    Composite,
+    Stack,
+    contains_bidirectional,
+    map_cells,
 )
+from jaxrnn.core.methods import Run
+from jaxrnn.core.params import params_class
+from jaxrnn.core.unrolling import init_carry, step
 
 __all__ = ["CarryOutputs", "LearnedInit", "learned_init", "with_carry_outputs"]
 
@@ -51,13 +45,9 @@ class LearnedInit(WrappedCell):
     def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
         return self.cell.recurrence(carry, projected)
 
-
-def _unwrap_learned_init(params: LearnedInit, xs: jax.Array, key: jax.Array | None) -> Unwrapped:
-    # The initial carry is already in `carry`; from here on the wrapped cell runs as usual.
-    return Unwrapped(params.cell, xs, None, key)
-
-
-register_wrapper(LearnedInit, _unwrap_learned_init)
+    def unwrap(self, xs: Any, key: jax.Array | None) -> Unwrapped:
+        # The initial carry is already in `carry`; from here on the wrapped cell runs.
+        return Unwrapped(self.cell, xs, None, key)
 
 
 def learned_init(params: Any, carry0: Any = None) -> Any:
@@ -97,9 +87,14 @@ def learned_init(params: Any, carry0: Any = None) -> Any:
 
 
 @params_class
-class CarryOutputs(WrappedCell):
+class CarryOutputs(Composite, WrappedCell):
     """Params whose output at each step is their whole new carry; see
-    [`with_carry_outputs`][jaxrnn.with_carry_outputs]."""
+    [`with_carry_outputs`][jaxrnn.carries.with_carry_outputs].
+
+    It runs ``cell`` as usual with ``Run.carry_outputs`` set: then every cell's run also
+    returns its carry after every step, and the composites gather them in the carry's
+    structure (``jaxrnn.core.methods.unroll_parts``).
+    """
 
     cell: Any  # the wrapped params: a cell (possibly LearnedInit or Regularized) or composite
 
@@ -113,7 +108,7 @@ class CarryOutputs(WrappedCell):
         )
 
     def step(self, carry: Any, x: jax.Array) -> tuple[Any, Any]:
-        if _contains_bidirectional(self.cell):
+        if contains_bidirectional(self.cell):
             fail(
                 "cell_step",
                 "params",
@@ -121,103 +116,13 @@ class CarryOutputs(WrappedCell):
                 "the whole sequence: use unroll)",
                 f"CarryOutputs({type(self.cell).__name__})",
             )
-        carry, _ = _step(self.cell, carry, x)
+        carry, _ = step(self.cell, carry, x)
         return carry, carry
 
-
-@params_class
-class _FlatCarryOutputs(WrappedCell):
-    """``cell`` with its output and its new carry, flattened into one feature vector, as
-    output.
-
-    The unroll methods mask and stack array outputs; flattening lets any method run it.
-    """
-
-    cell: Any
-    # Trailing (non-batch) shape of the output y, then of each carry leaf.
-    shapes: tuple[tuple[int, ...], ...] = static_field()
-
-    @property
-    def output_size(self) -> int:
-        return sum(math.prod(shape) for shape in self.shapes)
-
-    def input_projection(self, x: jax.Array) -> Any:
-        return self.cell.input_projection(x)
-
-    def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
-        carry, y = self.cell.recurrence(carry, projected)
-        flat = [
-            leaf.reshape((*leaf.shape[: leaf.ndim - len(shape)], -1))
-            for leaf, shape in zip([y, *jax.tree.leaves(carry)], self.shapes, strict=True)
-        ]
-        return carry, jnp.concatenate(flat, axis=-1)
-
-
-def _unroll_cell_with_carries(cell: Any, carry: Any, xs: jax.Array, run: Run):
-    """``(carry, ys, carries)`` of one cell: its outputs as a plain unroll gives them, and its
-    carry after every step. A cell draws no masks, so ``run.key`` is not used."""
-    batch_ndim = xs.ndim - 1 - len(cell.input_shape)
-    y_spec = jax.eval_shape(lambda c, x: _step(cell, c, x)[1], carry, xs[0])
-    leaves, treedef = jax.tree.flatten(carry)
-    specs = [y_spec, *leaves]
-    shapes = tuple(tuple(spec.shape[batch_ndim:]) for spec in specs)
-    carry, flat = unroll_params(_FlatCarryOutputs(cell, shapes), carry, xs, run._replace(key=None))
-    sizes = [math.prod(shape) for shape in shapes]
-    parts = jnp.split(flat, [sum(sizes[:i]) for i in range(1, len(sizes))], axis=-1)
-    ys, *outs = [
-        part.reshape((*part.shape[:-1], *shape)).astype(spec.dtype)
-        for part, shape, spec in zip(parts, shapes, specs, strict=True)
-    ]
-    return carry, ys, jax.tree.unflatten(treedef, outs)
-
-
-def _unroll_with_carries(params: Any, carry: Any, xs: jax.Array, run: Run):
-    """``(carry, ys, carries)``: ``unroll_params``'s ``(carry, ys)``, and the carry of every
-    cell after every step in the carry's structure. Composites split keys and apply
-    dropout exactly as their plain unrollers in ``jaxrnn.core.unrolling`` do, so ``ys`` and
-    ``carry`` match a plain unroll with the same key; wrappers are unwrapped as ``unroll``
-    unwraps them (``register_wrapper``), drawing the same masks."""
-    inner = unwrapped(params, xs, run.key)
-    if inner is not None:
-        inner_run = run._replace(key=inner.key)
-        carry, ys, carries = _unroll_with_carries(inner.params, carry, inner.xs, inner_run)
-        return carry, ys if inner.output_mask is None else ys * inner.output_mask, carries
-    if isinstance(params, Stack):
-        n = len(params.layers)
-        layer_keys, dropout_keys = stack_keys(run.key, n)
-        new_carry, carries = [], []
-        for i, (layer, layer_carry) in enumerate(zip(params.layers, carry, strict=True)):
-            layer_run = run._replace(key=layer_keys[i])
-            layer_carry, xs, layer_carries = _unroll_with_carries(layer, layer_carry, xs, layer_run)
-            dropout_key = dropout_keys[i]
-            if dropout_key is not None and i < n - 1 and params.dropout > 0:
-                xs = dropout(dropout_key, xs, params.dropout)
-            new_carry.append(layer_carry)
-            carries.append(layer_carries)
-        return tuple(new_carry), xs, tuple(carries)
-    if isinstance(params, Bidirectional):
-        kf, kb = (None, None) if run.key is None else jax.random.split(run.key)
-        carry_f, ys_f, carries_f = _unroll_with_carries(
-            params.forward, carry.forward, xs, run._replace(key=kf)
-        )
-        backward_run = run._replace(key=kb, reverse=not run.reverse)
-        carry_b, ys_b, carries_b = _unroll_with_carries(
-            params.backward, carry.backward, xs, backward_run
-        )
-        return (
-            BidirectionalState(carry_f, carry_b),
-            params.merge_outputs(ys_f, ys_b),
-            BidirectionalState(carries_f, carries_b),
-        )
-    return _unroll_cell_with_carries(params, carry, xs, run)
-
-
-def _unroll_carry_outputs(params: CarryOutputs, carry: Any, xs: jax.Array, run: Run):
-    carry, _, carries = _unroll_with_carries(params.cell, carry, xs, run)
-    return carry, carries
-
-
-register_unroller(CarryOutputs, _unroll_carry_outputs)
+    def unroll_parts(self, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
+        run = run._replace(carry_outputs=True)
+        carry, (_, carries) = run.method.unroll_params(self.cell, carry, xs, run)
+        return carry, carries
 
 
 def _contains_carry_outputs(params: Any) -> bool:

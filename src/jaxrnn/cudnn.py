@@ -56,6 +56,7 @@ against.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -72,9 +73,9 @@ from jaxrnn.cells.lstm import LSTMParams
 from jaxrnn.core.checks import check_array, check_floating, fail, shape_text
 from jaxrnn.core.composites import Bidirectional, Stack, stack
 from jaxrnn.core.composites import bidirectional as bidirectional_pair
-from jaxrnn.core.unrolling import Run, register_method, scan_cell
+from jaxrnn.core.methods import Method, Run, Sequential
 
-__all__ = ["CuDNNFallbackWarning", "from_cudnn_weights", "to_cudnn_weights"]
+__all__ = ["CuDNN", "CuDNNFallbackWarning", "from_cudnn_weights", "to_cudnn_weights"]
 
 
 class CuDNNFallbackWarning(UserWarning):
@@ -138,14 +139,16 @@ def _plan(params: Any) -> _Plan | str:
     return _Plan(tuple(cells), bidirectional, layers[-1] if bidirectional else None)
 
 
-def _runtime_reason(params: Any, carry: Any, xs: jax.Array, run: Run) -> str | None:
+def _runtime_reason(params: Any, carry: Any, xs: jax.Array, run: Run, remat: bool) -> str | None:
     """Why this call cannot run on the kernel although ``params`` could; ``None`` if it can."""
     if _KERNEL is None and jax.default_backend() != "gpu":
         return f"no GPU (jax.default_backend() is {jax.default_backend()!r})"
+    if run.carry_outputs:
+        return "carry outputs (with_carry_outputs needs every step's carry)"
     for leaf in [xs, *jax.tree.leaves(carry), *jax.tree.leaves(params)]:
         if leaf.dtype != jnp.float32:
             return f"dtype {leaf.dtype} (the kernel takes float32 only)"
-    if run.remat:
+    if remat:
         return "remat=True (segment recomputation is a lax.scan feature)"
     precision = jax.config.jax_default_matmul_precision  # type: ignore[attr-defined]
     if precision in ("bfloat16", "default", "fastest"):  # what lax.Precision.DEFAULT means
@@ -223,24 +226,17 @@ def _run_kernel(
     return jax.tree.unflatten(treedef, new_leaves), ys.reshape(num_steps, *batch_shape, -1)
 
 
-def _try_kernel(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array] | str:
+def _try_kernel(
+    params: Any, carry: Any, xs: jax.Array, run: Run, remat: bool
+) -> tuple[Any, jax.Array] | str:
     """``(carry, ys)`` from the kernel, or a phrase saying why it cannot run them."""
     plan = _plan(params)
     if isinstance(plan, str):
         return plan
-    reason = _runtime_reason(params, carry, xs, run)
+    reason = _runtime_reason(params, carry, xs, run, remat)
     if reason is not None:
         return reason
     return _run_kernel(_KERNEL or jax_rnn.lstm, plan, carry, xs, run)
-
-
-def _claim(params: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array] | None:
-    """A whole stack or bidirectional pair in one call where it fits; otherwise ``None``:
-    the composite runs part by part and each cell decides (``_cell_method``)."""
-    if type(params) not in (Stack, Bidirectional):
-        return None
-    result = _try_kernel(params, carry, xs, run)
-    return None if isinstance(result, str) else result
 
 
 def _caller_stacklevel() -> int:
@@ -252,22 +248,41 @@ def _caller_stacklevel() -> int:
     return level
 
 
-def _cell_method(cell: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
-    """``unroll(..., method="cudnn")`` for one cell: the kernel, or ``lax.scan`` with a
-    warning that says why."""
-    result = _try_kernel(cell, carry, xs, run)
-    if not isinstance(result, str):
-        return result
-    warnings.warn(
-        f"unroll(method='cudnn'): {type(cell).__name__} runs with lax.scan "
-        f"(method='sequential'), not cuDNN: {result}",
-        CuDNNFallbackWarning,
-        stacklevel=_caller_stacklevel(),
-    )
-    return scan_cell(cell, carry, xs, run)
+@dataclasses.dataclass(frozen=True)
+class CuDNN(Method):
+    """``unroll(..., method="cudnn")``: LSTMs on cuDNN's fused kernel (see this module).
 
+    A whole stack or bidirectional pair of LSTM cells runs in one kernel call where it
+    fits; otherwise the composite runs part by part and each cell goes to the kernel or,
+    where it cannot (no GPU, not an LSTM, ``proj_size``, dtype, ``remat``, bfloat16
+    matmuls, empty input), to ``lax.scan`` with ``unroll`` and ``remat`` and a
+    [`CuDNNFallbackWarning`][jaxrnn.cudnn.CuDNNFallbackWarning] naming the reason: the
+    one method that falls back instead of raising, so that a program written for the GPU
+    runs unchanged on a CPU.
+    """
 
-register_method("cudnn", _cell_method, claim=_claim)
+    unroll: int | bool = 1  # of the lax.scan fallback
+    remat: bool = False  # of the lax.scan fallback (cuDNN itself has no remat)
+    outputs_carries = True  # by its fallback
+
+    def unroll_params(self, params: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
+        if type(params) in (Stack, Bidirectional):
+            result = _try_kernel(params, carry, xs, run, self.remat)
+            if not isinstance(result, str):
+                return result
+        return super().unroll_params(params, carry, xs, run)
+
+    def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, jax.Array]:
+        result = _try_kernel(cell, carry, xs, run, self.remat)
+        if not isinstance(result, str):
+            return result
+        warnings.warn(
+            f"unroll(method='cudnn'): {type(cell).__name__} runs with lax.scan "
+            f"(method='sequential'), not cuDNN: {result}",
+            CuDNNFallbackWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+        return Sequential(self.unroll, self.remat).unroll_cell(cell, carry, xs, run)
 
 
 def to_cudnn_weights(params: Any) -> jax.Array:

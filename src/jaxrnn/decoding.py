@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrnn.core.checks import check_array, check_features, fail, shape_text
-from jaxrnn.core.unrolling import _check_key, cell_step, init_carry
+from jaxrnn.core.checks import check_array, check_features, check_key, fail, shape_text
+from jaxrnn.core.unrolling import cell_step, init_carry
 
 __all__ = ["CHOOSERS", "decoded_lengths", "generate"]
 
@@ -146,7 +146,7 @@ def generate(
     else:
         fail(where, "choose", "be a name or a function", type(choose).__name__, TypeError)
     if key is not None:
-        _check_key(where, key)
+        check_key(where, key)
     readout_fn = readout if readout is not None else (lambda y: y)
     embed_fn = embed if embed is not None else (lambda out: out)
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxrnn.core.checks import check_array, check_features, check_floating, fail, shape_text
-from jaxrnn.core.unrolling import _check_carry, _check_params, cell_step, init_carry
+from jaxrnn.core.unrolling import cell_step, check_carry, check_params, init_carry
 
 __all__ = [
     "chunk_lengths",
@@ -213,16 +213,16 @@ def reset_carry(params: Any, carry: Any, reset_mask: ArrayLike, initial: Any | N
       >>> bool(jnp.all(carry.c[0] == 0)), bool(jnp.any(carry.c[1] != 0))
       (True, True)
     """
-    _check_params("reset_carry", params)
+    check_params("reset_carry", params)
     reset_mask = check_array("reset_carry", "reset_mask", reset_mask)
     if reset_mask.dtype != jnp.bool_:
         fail("reset_carry", "reset_mask", "have dtype bool", str(reset_mask.dtype), TypeError)
     batch_shape = tuple(reset_mask.shape)
-    _check_carry("reset_carry", params, carry, batch_shape)
+    check_carry("reset_carry", params, carry, batch_shape)
     if initial is None:
         initial = init_carry(params, batch_shape)
     else:
-        _check_carry("reset_carry", params, initial, batch_shape)
+        check_carry("reset_carry", params, initial, batch_shape)
     initial = jax.tree.map(lambda i, c: i.astype(c.dtype), initial, carry)
     return _where_batch(reset_mask, initial, carry)
 
@@ -264,7 +264,7 @@ def unroll_with_resets(
       True
     """
     where = "unroll_with_resets"
-    _check_params(where, params)
+    check_params(where, params)
     xs = check_array(where, "xs", xs)
     check_floating(where, "xs", xs)
     batch_shape = check_features(where, "xs", xs, params.input_shape, ("time",))

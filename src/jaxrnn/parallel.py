@@ -58,12 +58,16 @@ from jaxrnn.core.checks import (
     check_lengths,
     fail,
 )
-from jaxrnn.core.unrolling import Run, _check_carry, _check_params, _param_dtype, register_method
+from jaxrnn.core.methods import Method, Run
+from jaxrnn.core.unrolling import check_carry, check_params, param_dtype
 
 __all__ = [
+    "DEER",
+    "PRESETS",
     "DEERConfig",
     "DEERInfo",
     "DEERNotConvergedError",
+    "Parallel",
     "deer_unroll",
     "linear_scan",
 ]
@@ -196,34 +200,63 @@ def _expand(mask: jax.Array, x: jax.Array) -> jax.Array:
     return mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
 
 
-def _parallel_cell(cell: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
-    """``unroll(..., method="parallel")`` for one cell."""
-    if not isinstance(cell, LinearCell):
-        fail(
-            "unroll",
-            "params",
-            "be a cell that is linear in its state for method='parallel' "
-            "(mingru, minlstm, lru); use method='sequential', or 'deer'/'quasi_deer' for "
-            "a nonlinear cell",
-            type(cell).__name__,
+@dataclasses.dataclass(frozen=True)
+class Parallel(Method):
+    """``unroll(..., method="parallel")``: cells linear in their state (``LinearCell``:
+    ``"mingru"``, ``"minlstm"``, ``"lru"``) as one [`linear_scan`][jaxrnn.parallel.linear_scan]
+    over time; any other cell raises ``MethodError``.
+
+    Args:
+      strategy: ``"tree"`` or ``"chunked"`` (see ``linear_scan``); ``None``: the
+        backend's default (``DEFAULT_STRATEGY``, ``"tree"``).
+      chunk_size: steps per chunk for ``"chunked"``; ``None``: ``ceil(sqrt(time))``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> from jaxrnn.parallel import Parallel
+      >>> params = jaxrnn.init_params(jax.random.key(0), "mingru", 2, 4)
+      >>> xs = jnp.ones((16, 2))
+      >>> _, ys = jaxrnn.unroll(params, None, xs, method=Parallel(strategy="chunked"))
+      >>> bool(jnp.allclose(ys, jaxrnn.unroll(params, None, xs, method="sequential")[1],
+      ...                   atol=1e-5))
+      True
+    """
+
+    strategy: str | None = None
+    chunk_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy is not None:
+            check_choice("Parallel", "strategy", self.strategy, STRATEGIES)
+        size = self.chunk_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            fail("Parallel", "chunk_size", "be a positive int or None", repr(size), TypeError)
+
+    def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, jax.Array]:
+        if not isinstance(cell, LinearCell):
+            raise self.cannot_run(
+                cell,
+                "it is not linear in its state (a parallel scan needs "
+                "h_t = a_t * h_{t-1} + b_t: mingru, minlstm, lru)",
+                "use method='sequential', or 'deer'/'quasi_deer' for a nonlinear cell",
+            )
+        projected = cell.input_projection(xs)
+        a, b = cell.linear_coefficients(projected)
+        h0 = cell.state_from_carry(carry)
+        if run.valid is not None:
+            valid = _expand(run.valid, a)
+            a = jnp.where(valid, a, jnp.ones_like(a))
+            b = jnp.where(valid, b, jnp.zeros_like(b))
+        strategy = self.strategy or _default_strategy()
+        hs = linear_scan(
+            a, b, h0, reverse=run.reverse, strategy=strategy, chunk_size=self.chunk_size
         )
-    projected = cell.input_projection(xs)
-    a, b = cell.linear_coefficients(projected)
-    h0 = cell.state_from_carry(carry)
-    if run.valid is not None:
-        valid = _expand(run.valid, a)
-        a = jnp.where(valid, a, jnp.ones_like(a))
-        b = jnp.where(valid, b, jnp.zeros_like(b))
-    hs = linear_scan(a, b, h0, reverse=run.reverse, strategy=_default_strategy())
-    last = hs[0] if run.reverse else hs[-1]  # masked steps copy the state to the end
-    new_carry = jax.tree.map(lambda n, o: n.astype(o.dtype), cell.carry_from_state(last), carry)
-    ys = cell.readout(hs, projected)
-    if run.valid is not None:
-        ys = jnp.where(_expand(run.valid, ys), ys, jnp.zeros_like(ys))
-    return new_carry, ys
-
-
-register_method("parallel", _parallel_cell)
+        last = hs[0] if run.reverse else hs[-1]  # masked steps copy the state to the end
+        new_carry = jax.tree.map(lambda n, o: n.astype(o.dtype), cell.carry_from_state(last), carry)
+        ys = cell.readout(hs, projected)
+        if run.valid is not None:
+            ys = jnp.where(_expand(run.valid, ys), ys, jnp.zeros_like(ys))
+        return new_carry, ys
 
 
 # --------------------------------------------------------------------------------------
@@ -236,8 +269,11 @@ class DEERNotConvergedError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
-class DEERConfig:
-    """Options of a DEER solve (hashable: it is static under ``jit``).
+class DEER(Method):
+    """Newton's method over the whole trajectory (DEER), as an ``unroll`` method that
+    carries its options (hashable: it is static under ``jit``); runs any cell, and stacks
+    and bidirectional pairs cell by cell. ``"deer"``, ``"quasi_deer"``, ``"elk"`` and
+    ``"quasi_elk"`` are aliases of the presets in ``PRESETS``.
 
     ``tol``: converged when ``max_t |h_t - f(h_{t-1}, x_t)| <= tol * max(1, max_t |h_t|)``
     (infinity norms over the flattened state); ``None`` gives ``100 * eps`` of the dtype
@@ -254,9 +290,14 @@ class DEERConfig:
     converged, see [`deer_unroll`][jaxrnn.deer_unroll].
 
     Example:
-      >>> from jaxrnn.parallel import DEERConfig
-      >>> DEERConfig(variant="diagonal", trust_region=1.0).trust_region
-      1.0
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> from jaxrnn.parallel import DEER
+      >>> params = jaxrnn.init_params(jax.random.key(0), "gru", 2, 4, num_layers=2)
+      >>> xs = jax.random.normal(jax.random.key(1), (20, 2))
+      >>> quasi_elk = DEER(variant="diagonal", trust_region=1e-6, max_iter=500, tol=1e-6)
+      >>> _, ys = jaxrnn.unroll(params, None, xs, method=quasi_elk)
+      >>> bool(jnp.allclose(ys, jaxrnn.unroll(params, None, xs)[1], atol=1e-5))
+      True
     """
 
     tol: float | None = None
@@ -265,6 +306,17 @@ class DEERConfig:
     damping: float = 0.0
     on_failure: str = "raise"
     trust_region: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_options("DEER", **dataclasses.asdict(self))
+
+    def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, jax.Array]:
+        carry, ys, _ = _deer_cell(cell, carry, xs, run, self)
+        return carry, ys
+
+
+#: The name of ``DEER`` before it became a method object (kept for one release).
+DEERConfig = DEER
 
 
 class DEERInfo(NamedTuple):
@@ -275,7 +327,7 @@ class DEERInfo(NamedTuple):
     converged: jax.Array  # shape=(*batch,), bool: residual within the tolerance
 
 
-def _tolerance(config: DEERConfig, dtype: Any) -> float:
+def _tolerance(config: DEER, dtype: Any) -> float:
     return 100 * float(jnp.finfo(dtype).eps) if config.tol is None else float(config.tol)
 
 
@@ -537,7 +589,7 @@ def _deer_solve(config, cell, s0, xs, valid):
     return _deer_solve_fwd(config, cell, s0, xs, valid)[0]
 
 
-def _setup(config: DEERConfig, cell, s0, xs, valid):
+def _setup(config: DEER, cell, s0, xs, valid):
     unravel = _unravel_for(cell, s0)
     f = _transition(cell, unravel)
     tol = _tolerance(config, s0.dtype)
@@ -552,7 +604,7 @@ def _setup(config: DEERConfig, cell, s0, xs, valid):
     return f, tol, residual_map, jacobians
 
 
-def _deer_solve_fwd(config: DEERConfig, cell, s0, xs, valid):
+def _deer_solve_fwd(config: DEER, cell, s0, xs, valid):
     f, tol, _, jacobians = _setup(config, cell, s0, xs, valid)
 
     def linearize(s):
@@ -575,7 +627,7 @@ def _deer_solve_fwd(config: DEERConfig, cell, s0, xs, valid):
     return (s, k, res), (cell, s0, xs, valid, s)
 
 
-def _deer_solve_bwd(config: DEERConfig, saved, cotangents):
+def _deer_solve_bwd(config: DEER, saved, cotangents):
     cell, s0, xs, valid, s = saved
     g_s = cotangents[0]
     _, tol, residual_map, jacobians = _setup(config, cell, s0, xs, valid)
@@ -625,7 +677,7 @@ def _unravel_for(cell: Any, s0: jax.Array) -> Callable:
 
 
 def _deer_cell(
-    cell: Any, carry: Any, xs: jax.Array, run: Run, config: DEERConfig
+    cell: Any, carry: Any, xs: jax.Array, run: Run, config: DEER
 ) -> tuple[Any, jax.Array, DEERInfo]:
     """DEER over a cell; ``xs`` is masked already. Returns ``(carry, ys, info)``."""
     num_steps = xs.shape[0]
@@ -672,18 +724,27 @@ def _deer_cell(
     return new_carry, ys, info
 
 
-def _check_config(where: str, config: DEERConfig) -> None:
-    check_choice(where, "variant", config.variant, VARIANTS)
-    check_choice(where, "on_failure", config.on_failure, ON_FAILURE)
-    if isinstance(config.max_iter, bool) or not isinstance(config.max_iter, int):
-        fail(where, "max_iter", "be a positive int", repr(config.max_iter), TypeError)
-    if config.max_iter < 1:
-        fail(where, "max_iter", "be a positive int", repr(config.max_iter))
-    if config.tol is not None and not config.tol > 0:
-        fail(where, "tol", "be positive or None", repr(config.tol))
-    if not config.damping >= 0:
-        fail(where, "damping", "be >= 0", repr(config.damping))
-    trust_region = config.trust_region
+def _check_options(
+    where: str,
+    *,
+    tol: Any,
+    max_iter: Any,
+    variant: Any,
+    damping: Any,
+    on_failure: Any,
+    trust_region: Any,
+) -> None:
+    """The checks of ``DEER``'s fields, shared by ``deer_unroll`` (named in the message)."""
+    check_choice(where, "variant", variant, VARIANTS)
+    check_choice(where, "on_failure", on_failure, ON_FAILURE)
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int):
+        fail(where, "max_iter", "be a positive int", repr(max_iter), TypeError)
+    if max_iter < 1:
+        fail(where, "max_iter", "be a positive int", repr(max_iter))
+    if tol is not None and not tol > 0:
+        fail(where, "tol", "be positive or None", repr(tol))
+    if not damping >= 0:
+        fail(where, "damping", "be >= 0", repr(damping))
     if trust_region is not None and (
         isinstance(trust_region, bool) or not isinstance(trust_region, numbers.Real)
     ):
@@ -785,7 +846,7 @@ def deer_unroll(
       >>> bool(info.converged), bool(jnp.allclose(ys, ys_seq, atol=1e-5))  # quasi-ELK
       (True, True)
     """
-    config = DEERConfig(
+    options = dict(
         tol=tol,
         max_iter=max_iter,
         variant=variant,
@@ -793,33 +854,26 @@ def deer_unroll(
         on_failure=on_failure,
         trust_region=trust_region,
     )
-    _check_config("deer_unroll", config)
-    _check_params("deer_unroll", params)
+    _check_options("deer_unroll", **options)
+    config = DEER(**options)
+    check_params("deer_unroll", params)
     _check_deer_cell("deer_unroll", params)
     xs = check_array("deer_unroll", "xs", xs)
     check_floating("deer_unroll", "xs", xs)
     batch_shape = check_features("deer_unroll", "xs", xs, params.input_shape, ("time",))
     num_steps = xs.shape[0]
     if carry is None:
-        carry = params.zero_carry(batch_shape, jnp.result_type(_param_dtype(params), xs.dtype))
+        carry = params.zero_carry(batch_shape, jnp.result_type(param_dtype(params), xs.dtype))
     else:
-        _check_carry("deer_unroll", params, carry, batch_shape)
+        check_carry("deer_unroll", params, carry, batch_shape)
     valid = None
     if lengths is not None:
         lengths = check_lengths("deer_unroll", lengths, batch_shape, num_steps)
         steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * len(batch_shape))
         valid = steps < lengths
         xs = jnp.where(_expand(valid, xs), xs, jnp.zeros_like(xs))
-    run = Run(valid, bool(reverse), None, 1, False, "deer")
+    run = Run(valid, bool(reverse), None, config)
     return _deer_cell(params, carry, xs, run, config)
-
-
-def _deer_method(config: DEERConfig) -> Callable:
-    def unroller(cell: Any, carry: Any, xs: jax.Array, run: Run) -> tuple[Any, jax.Array]:
-        carry, ys, _ = _deer_cell(cell, carry, xs, run, config)
-        return carry, ys
-
-    return unroller
 
 
 #: ``λ`` of ``method="elk"`` and ``"quasi_elk"``. Chosen on small float32 Elman RNNs
@@ -828,16 +882,15 @@ def _deer_method(config: DEERConfig) -> Callable:
 #: default) still overflowed in float32, ``1e-4`` and above slowed convergence.
 DEFAULT_TRUST_REGION = 1e-6
 
-#: ``unroll(..., method="deer")``: full-Jacobian Newton, raising when not converged.
-DEER = DEERConfig(variant="full")
-#: ``unroll(..., method="quasi_deer")``: diagonal-Jacobian Newton, raising when not converged.
-QUASI_DEER = DEERConfig(variant="diagonal", max_iter=500)
-#: ``unroll(..., method="elk")``: full-Jacobian Levenberg–Marquardt steps by Kalman smoothing.
-ELK = DEERConfig(variant="full", trust_region=DEFAULT_TRUST_REGION)
-#: ``unroll(..., method="quasi_elk")``: the same with diagonal Jacobians.
-QUASI_ELK = DEERConfig(variant="diagonal", max_iter=500, trust_region=DEFAULT_TRUST_REGION)
-
-register_method("deer", _deer_method(DEER))
-register_method("quasi_deer", _deer_method(QUASI_DEER))
-register_method("elk", _deer_method(ELK))
-register_method("quasi_elk", _deer_method(QUASI_ELK))
+#: The presets that ``unroll(..., method=name)`` runs for each name.
+PRESETS: dict[str, Method] = {
+    "parallel": Parallel(),
+    # Full-Jacobian Newton, raising when not converged.
+    "deer": DEER(variant="full"),
+    # Diagonal-Jacobian Newton (quasi-DEER): cheaper iterations, more of them.
+    "quasi_deer": DEER(variant="diagonal", max_iter=500),
+    # Full-Jacobian Levenberg-Marquardt steps by Kalman smoothing (ELK).
+    "elk": DEER(variant="full", trust_region=DEFAULT_TRUST_REGION),
+    # The same with diagonal Jacobians (quasi-ELK).
+    "quasi_elk": DEER(variant="diagonal", max_iter=500, trust_region=DEFAULT_TRUST_REGION),
+}

@@ -12,12 +12,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.cells.base import Cell, WrappedCell
+from jaxrnn.cells.base import Cell, Unwrapped, WrappedCell
 from jaxrnn.core.checks import check_rate, fail
 from jaxrnn.core.composites import map_cells
 from jaxrnn.core.dropout import dropout
 from jaxrnn.core.params import params_class, static_field
-from jaxrnn.core.unrolling import Unwrapped, register_wrapper
 
 __all__ = ["Regularized", "regularize"]
 
@@ -78,6 +77,19 @@ class Regularized(WrappedCell):
     def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
         """The evaluation step: no dropout, zoneout by its expectation."""
         return _regularized_recurrence(self, carry, projected, None, self.zoneout_h, self.zoneout_c)
+
+    def unwrap(self, xs: Any, key: jax.Array | None) -> Unwrapped | None:
+        """In training (a key), the wrapped cell's run with its masks drawn from ``key``; in
+        evaluation the wrapped cell itself, or this cell's own step with zoneout."""
+        if key is None:
+            if self.zoneout_h or self.zoneout_c:
+                return None  # evaluation with zoneout: this params' own step
+            return Unwrapped(self.cell, xs, None, None)  # dropout is off: the cell
+        steps, xs, output_mask = training_steps(self, xs, key)
+        # A wrapped cell that runs as it is may draw masks of its own (an AttentionCell's
+        # inner layers): it gets a key that training_steps did not use.
+        inner_key = jax.random.fold_in(key, len(RATES)) if steps is self.cell else None
+        return Unwrapped(steps, xs, output_mask, inner_key)
 
 
 @params_class
@@ -168,47 +180,6 @@ def training_steps(
         zoneout_sizes=(keep_h.shape[-1], keep_c.shape[-1]),
     )
     return steps, jnp.concatenate([xs, keep_h, keep_c], axis=-1), output_mask
-
-
-def _unwrap_regularized(params: Regularized, xs: jax.Array, key: jax.Array | None) -> Unwrapped:
-    if key is None:
-        if not (params.zoneout_h or params.zoneout_c):
-            return Unwrapped(params.cell, xs, None, None)  # dropout is off: the cell
-        # unroll would dispatch a Regularized back here: hand the methods a twin type
-        # that is not registered.
-        return Unwrapped(_Evaluation(params), xs, None, None)
-    steps, xs, output_mask = training_steps(params, xs, key)
-    # A wrapped cell that runs as it is may draw masks of its own (an AttentionCell's inner
-    # layers): it gets a key that training_steps did not use.
-    inner_key = jax.random.fold_in(key, len(RATES)) if steps is params.cell else None
-    return Unwrapped(steps, xs, output_mask, inner_key)
-
-
-@params_class
-class _Evaluation(Cell):
-    """A [`Regularized`][jaxrnn.Regularized] cell run by the unroll methods in evaluation mode."""
-
-    regularized: Regularized
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self.regularized.input_shape
-
-    @property
-    def output_size(self) -> int:
-        return self.regularized.output_size
-
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
-        return self.regularized.zero_carry(batch_shape, dtype)
-
-    def input_projection(self, x: jax.Array) -> Any:
-        return self.regularized.input_projection(x)
-
-    def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
-        return self.regularized.recurrence(carry, projected)
-
-
-register_wrapper(Regularized, _unwrap_regularized)
 
 
 def _check_cell(cell: Any, rates: dict[str, float]) -> None:

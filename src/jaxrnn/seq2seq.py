@@ -63,6 +63,7 @@ from jaxrnn.attention import (
 from jaxrnn.core.checks import (
     check_array,
     check_choice,
+    check_key,
     check_lengths,
     check_rate,
     fail,
@@ -71,7 +72,7 @@ from jaxrnn.core.checks import (
 from jaxrnn.core.composites import Bidirectional, Stack
 from jaxrnn.core.initialization import init_params
 from jaxrnn.core.params import params_class, static_field
-from jaxrnn.core.unrolling import _check_key, cell_step, init_carry, unroll
+from jaxrnn.core.unrolling import cell_step, init_carry, unroll
 from jaxrnn.decoding import decoded_lengths, generate
 from jaxrnn.heads import ReadoutParams, init_readout, readout
 from jaxrnn.losses import sequence_softmax_cross_entropy
@@ -369,7 +370,7 @@ def encode(
     """
     source = _check_tokens("encode", "source", source)
     if key is not None:
-        _check_key("encode", key)
+        check_key("encode", key)
     embedded = params.source_embedding[source]
     return unroll(params.encoder, None, embedded, lengths=source_lengths, key=key)
 
@@ -502,7 +503,7 @@ def _split_key(where: str, key: jax.Array | None) -> tuple[Any, Any]:
     """The encoder's and the decoder's keys: ``split(key)``, or ``None`` for both."""
     if key is None:
         return None, None
-    _check_key(where, key)
+    check_key(where, key)
     encoder_key, decoder_key = jax.random.split(key)
     return encoder_key, decoder_key
 
@@ -555,7 +556,7 @@ def seq2seq_loss(
       True
     """
     if key is not None:
-        _check_key("seq2seq_loss", key)
+        check_key("seq2seq_loss", key)
     logits = seq2seq_logits(
         params,
         source,
@@ -759,7 +760,7 @@ def sample_decode(
       >>> tokens.shape
       (6, 3)
     """
-    _check_key("sample_decode", key)
+    check_key("sample_decode", key)
     return _decode(
         params,
         source,

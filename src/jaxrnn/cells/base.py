@@ -12,7 +12,7 @@ Cells know nothing about time, masking or unrolling.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,13 +77,37 @@ class VectorCell(Cell):
         return jnp.zeros((*batch_shape, self.hidden_size), dtype)
 
 
+class Unwrapped(NamedTuple):
+    """What runs in the place of a wrapper (see ``WrappedCell.unwrap``)."""
+
+    params: Any  # runs over xs from the wrapper's carry, in the wrapper's place
+    xs: Any  # shape=(time, *batch, *params.input_shape), or a pytree with per-step extras
+    output_mask: jax.Array | None  # multiplies params' outputs; None: nothing to multiply
+    key: jax.Array | None  # for params: a key the wrapper did not use, or None
+
+
 class WrappedCell(Cell):
     """A params type that wraps another's params in its field ``cell`` and has the wrapped
     params' input shape, output size and carry unless it overrides them (the wrappers for
-    mixed precision, regularization, learned initial states and carry outputs)."""
+    mixed precision, regularization, learned initial states and attention).
+
+    ``unroll`` asks a wrapper ``unwrap(xs, key)`` what runs in its place: ``None`` (the
+    default) runs the wrapper itself as a cell; an ``Unwrapped`` names other params, their
+    inputs (e.g. with per-step random masks beside ``xs``), a mask for their outputs and
+    the key left for them. ``unroll`` then runs, exactly::
+
+        inner = params.unwrap(xs, key)
+        carry, ys = unroll(inner.params, carry, inner.xs, key=inner.key, ...)
+        ys = ys * inner.output_mask  # when it is not None
+    """
 
     if TYPE_CHECKING:  # a field of the subclasses' dataclasses, not of this class
         cell: Any
+
+    def unwrap(self, xs: Any, key: jax.Array | None) -> Unwrapped | None:
+        """What ``unroll`` runs in this wrapper's place over ``xs`` with ``key``; ``None``:
+        the wrapper itself, as a cell."""
+        return None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

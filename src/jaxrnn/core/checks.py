@@ -139,3 +139,17 @@ def check_rate(where: str, argument: str, rate: Any) -> float:
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= float(rate) < 1:
         fail(where, argument, "be a number in [0, 1)", repr(rate))
     return float(rate)
+
+
+def check_key(where: str, key: Any) -> None:
+    is_typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    is_raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
+    if not (is_typed and key.shape == ()) and not is_raw:
+        got = _describe_key(key)
+        fail(where, "key", "be a single PRNG key (jax.random.key(seed)) or None", got, TypeError)
+
+
+def _describe_key(key: Any) -> str:
+    if isinstance(key, jax.Array):
+        return f"{key.dtype}{list(key.shape)}"
+    return type(key).__name__

@@ -20,6 +20,22 @@ from jaxrnn.core.params import params_class, static_field
 MERGES = ("concat", "sum", "mean")
 
 
+class Composite:
+    """Params made of other params that say how their parts run over time: the extension
+    point for a user's own composite ([`Stack`][jaxrnn.Stack] and
+    [`Bidirectional`][jaxrnn.Bidirectional] are taken apart by ``unroll`` directly).
+
+    A subclass (a ``params_class``) defines ``input_shape``, ``output_size``,
+    ``zero_carry`` and ``unroll_parts(carry, xs, run) -> (carry, ys)``, which runs each
+    part with ``run.method.unroll_params(part, part_carry, part_xs, run)`` (a ``run`` whose
+    ``key`` or ``reverse`` it may change with ``run._replace``), so that every method and
+    every nesting keep working.
+    """
+
+    def unroll_parts(self, carry: Any, xs: Any, run: Any) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+
 class BidirectionalState(NamedTuple):
     """Carry of a bidirectional pair: one carry per direction."""
 
@@ -199,5 +215,8 @@ def map_cells(fn: Callable[..., Any], params: Any, *trees: Any) -> Any:
     return fn(params, *trees)
 
 
-def is_composite(params: Any) -> bool:
-    return isinstance(params, (Stack, Bidirectional))
+def contains_bidirectional(params: Any) -> bool:
+    """Whether ``params`` is, or stacks, a bidirectional pair (which has no single step)."""
+    if isinstance(params, Bidirectional):
+        return True
+    return isinstance(params, Stack) and any(map(contains_bidirectional, params.layers))
