@@ -15,6 +15,7 @@ from jax.test_util import check_grads
 
 import jaxrnn
 from jaxrnn.core import hand_derivatives as _fast
+from jaxrnn.methods import MethodError
 from tests.conftest import CELLS, CellSpec, padded, random_carry
 
 FAST_CELLS = [spec for spec in CELLS if spec.options.get("proj_size", 0) == 0]
@@ -85,7 +86,7 @@ def test_default_method_is_fused_for_lstm_and_sequential_otherwise(spec):
 
 def _value_cases():
     """Every cell with and without lengths+reverse; the other scenarios on LSTM and GRU."""
-    for spec in CELLS:
+    for spec in FAST_CELLS:
         for scenario in SCENARIOS:
             if scenario in ("plain", "lengths-reverse") or spec.id in ("lstm", "gru"):
                 yield pytest.param(spec, scenario, id=f"{spec.id}-{scenario}")
@@ -137,8 +138,20 @@ def _dot(a, b):
 
 def test_check_grads_of_the_fast_path(x64):
     params, carry, xs, lengths = _problem(CellSpec("gru", {}), [5, 2, 0])
-    loss = jax.jit(_loss("fused", lengths, True))
+    loss = jax.jit(_loss("fused", lengths, False))
     check_grads(loss, (params, carry, xs), order=1, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("spec", [pytest.param(s, id=s.id) for s in CELLS if s not in FAST_CELLS])
+def test_cells_without_a_kernel_are_refused_by_name(spec):
+    """One policy for every method: a cell the method cannot run raises MethodError
+    (before the redesign "fused" fell back to the reference without a word)."""
+    params, carry, xs, _ = _problem(spec, None)
+    match = r"^unroll: params must be a cell with hand-written derivatives .* for method='fused'"
+    with pytest.raises(MethodError, match=match + rf".*; got {type(params).__name__}$"):
+        jaxrnn.unroll(params, carry, xs, method="fused")
+    with pytest.raises(ValueError, match=r"^unroll: remat must be False with method='fused'"):
+        jaxrnn.unroll(params, carry, xs, method="fused", remat=True)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["stack", "bidirectional"])
@@ -236,6 +249,9 @@ def test_mixed_dtypes_fall_back_to_reference(x64):
     xs = jnp.ones((NUM_STEPS, 2, INPUT_SIZE), jnp.float64)
     carry = jaxrnn.init_carry(params, (2,))
     assert _fast.fast_unroll(params, carry, xs, None, False, 1) is None
-    fast = jaxrnn.unroll(params, carry, xs, method="fused")
-    reference = jaxrnn.unroll(params, carry, xs)
-    _assert_trees_close(fast, reference)
+    # "auto" (the default) falls back to the reference; "fused" says it cannot run them.
+    default = jaxrnn.unroll(params, carry, xs)
+    reference = jaxrnn.unroll(params, carry, xs, method="sequential")
+    _assert_trees_close(default, reference)
+    with pytest.raises(MethodError, match=r"share one floating dtype for method='fused'"):
+        jaxrnn.unroll(params, carry, xs, method="fused")

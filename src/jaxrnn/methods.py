@@ -1,13 +1,16 @@
 """Every method of ``unroll(..., method=...)``, as objects that carry their settings.
 
-| object | string alias (its default) | runs |
-|---|---|---|
-| [`Auto`][jaxrnn.core.methods.Auto] | ``"auto"`` | per cell, the fastest measured |
-| [`Sequential`][jaxrnn.core.methods.Sequential] | ``"sequential"`` | ``lax.scan`` of the step (every cell) |
-| [`HandDerivatives`][jaxrnn.core.methods.HandDerivatives] | ``"fused"`` | rnn, lstm, gru with hand-written derivatives |
-| [`Parallel`][jaxrnn.parallel.Parallel] | ``"parallel"`` | an associative scan (cells linear in their state) |
-| [`DEER`][jaxrnn.parallel.DEER] | ``"deer"``, ``"quasi_deer"``, ``"elk"``, ``"quasi_elk"`` | Newton over the trajectory |
-| [`CuDNN`][jaxrnn.cudnn.CuDNN] | ``"cudnn"`` | LSTMs in one cuDNN call on a GPU |
+- [`Auto`][jaxrnn.core.methods.Auto] (``"auto"``, the default): per cell, the fastest
+  measured;
+- [`Sequential`][jaxrnn.core.methods.Sequential] (``"sequential"``): ``lax.scan`` of the
+  step, every cell, the reference;
+- [`HandDerivatives`][jaxrnn.core.methods.HandDerivatives] (``"fused"``): rnn, lstm and gru
+  with hand-written derivatives;
+- [`Parallel`][jaxrnn.parallel.Parallel] (``"parallel"``): an associative scan, for cells
+  linear in their state;
+- [`DEER`][jaxrnn.parallel.DEER] (``"deer"``, ``"quasi_deer"``, ``"elk"``,
+  ``"quasi_elk"``): Newton's method over the trajectory;
+- [`CuDNN`][jaxrnn.cudnn.CuDNN] (``"cudnn"``): LSTMs in one cuDNN call on a GPU.
 
 A method that cannot run a cell raises [`MethodError`][jaxrnn.core.methods.MethodError]
 naming the cell, the reason and what to use instead (``CuDNN`` alone falls back to

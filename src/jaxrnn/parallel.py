@@ -236,9 +236,9 @@ class Parallel(Method):
         if not isinstance(cell, LinearCell):
             raise self.cannot_run(
                 cell,
-                "it is not linear in its state (a parallel scan needs "
-                "h_t = a_t * h_{t-1} + b_t: mingru, minlstm, lru)",
-                "use method='sequential', or 'deer'/'quasi_deer' for a nonlinear cell",
+                "be a cell that is linear in its state",
+                "mingru, minlstm and lru are; use method='sequential', or 'deer'/'quasi_deer' "
+                "for a nonlinear cell",
             )
         projected = cell.input_projection(xs)
         a, b = cell.linear_coefficients(projected)

@@ -1,6 +1,6 @@
-"""What every cell provides, and helpers the cell modules share.
+"""What every cell provides (``Cell``, public), and helpers the cell modules share.
 
-A cell's params type is a frozen dataclass pytree (see ``jaxrnn.core.params.params_class``)
+A cell's params type is a frozen dataclass pytree (see [`params_class`][jaxrnn.params_class])
 that also carries the cell's equations as methods. A step is split in two, so that the
 unrolling code can choose where the input projection is computed:
 
@@ -12,6 +12,7 @@ Cells know nothing about time, masking or unrolling.
 
 from __future__ import annotations
 
+import abc
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
@@ -23,28 +24,67 @@ LECUN_NORMAL = jax.nn.initializers.lecun_normal()  # default for input weights w
 ORTHOGONAL = jax.nn.initializers.orthogonal()  # default for recurrent weights w_h, per gate
 
 
-class Cell:
-    """Interface of a cell's params type. Subclasses are ``@params_class`` dataclasses."""
+class Cell(abc.ABC):
+    """The interface of a cell's params type: what ``unroll``, ``cell_step``, ``stack`` and
+    ``bidirectional`` need. Subclass it in a [`params_class`][jaxrnn.params_class] to define
+    your own cell; every method (``"sequential"``, ``remat``, ``"deer"``, ...) and
+    composite then runs it.
+
+    A cell defines its sizes and zero state, and a step split in two, so that methods can
+    compute the input projection of all steps at once:
+
+        projected = params.input_projection(x)          # x W_x + b_x: no time dependence
+        carry, y = params.recurrence(carry, projected)   # everything that needs the state
+
+    (or overrides ``step(carry, x)`` itself). All of them act on one step with any leading
+    batch dims; ``unroll`` handles time, lengths, reverse and the carry's dtype.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> @jaxrnn.params_class
+      ... class IndRNN(jaxrnn.Cell):  # h' = tanh(x W + b + u * h), Li et al. 2018
+      ...     w: jax.Array  # shape=(input_size, hidden_size)
+      ...     u: jax.Array  # shape=(hidden_size,)
+      ...     b: jax.Array  # shape=(hidden_size,)
+      ...     @property
+      ...     def input_shape(self): return self.w.shape[:1]
+      ...     @property
+      ...     def output_size(self): return self.u.shape[0]
+      ...     def zero_carry(self, batch_shape, dtype):
+      ...         return jnp.zeros((*batch_shape, self.output_size), dtype)
+      ...     def input_projection(self, x): return x @ self.w + self.b
+      ...     def recurrence(self, h, projected):
+      ...         h = jnp.tanh(projected + self.u * h)
+      ...         return h, h
+      >>> cell = IndRNN(w=jnp.ones((3, 4)), u=jnp.full(4, 0.5), b=jnp.zeros(4))
+      >>> carry, ys = jaxrnn.unroll(cell, None, jnp.ones((6, 2, 3)), lengths=jnp.array([6, 2]))
+      >>> ys.shape, bool(jnp.all(ys[2:, 1] == 0))
+      ((6, 2, 4), True)
+    """
 
     @property
+    @abc.abstractmethod
     def input_shape(self) -> tuple[int, ...]:
         """Feature shape of one input ``x`` (``(input_size,)`` for vector cells)."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def output_size(self) -> int:
-        raise NotImplementedError
+        """Features of one output ``y``."""
 
+    @abc.abstractmethod
     def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
-        raise NotImplementedError
+        """The zero state for inputs with leading ``batch_shape``, in ``dtype``."""
 
-    def input_projection(self, x: jax.Array) -> Any:
-        raise NotImplementedError
+    def input_projection(self, x: Any) -> Any:
+        """The part of a step that needs no state (``x W_x + b_x``)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no input_projection")
 
     def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
-        raise NotImplementedError
+        """The part of a step that needs the state: ``(new_carry, y)``."""
+        raise NotImplementedError(f"{type(self).__name__} defines no recurrence")
 
-    def step(self, carry: Any, x: jax.Array) -> tuple[Any, jax.Array]:
+    def step(self, carry: Any, x: Any) -> tuple[Any, jax.Array]:
         """One time step: ``recurrence(carry, input_projection(x))``."""
         return self.recurrence(carry, self.input_projection(x))
 

@@ -39,32 +39,59 @@ def init_params(
 ) -> Any:
     """Initialize the params of a cell, a stack of layers, or bidirectional layers.
 
-    Cells (equations in each params type's docstring):
+    Cells (equations in each params type's docstring), each with the options it takes
+    (``tests/test_docs_true.py`` checks this list against the code):
 
-    - ``"rnn"``: Elman, ``h' = act(x W_x + b_x + h W_h + b_h)``; option ``activation``
-      (``"tanh"`` or ``"relu"``). Params [`RNNParams`][jaxrnn.RNNParams].
-    - ``"lstm"``: gates i, f, g, o; ``c' = f*c + i*g``, ``h' = o*tanh(c')``; options
-      ``proj_size`` (PyTorch's projection), ``forget_bias`` (default 1.0, added to
-      ``b_x``'s forget gate). Params [`LSTMParams`][jaxrnn.LSTMParams].
+    - ``"rnn"``: Elman, ``h' = act(x W_x + b_x + h W_h + b_h)``; ``activation`` is
+      ``"tanh"`` or ``"relu"``. Params [`RNNParams`][jaxrnn.RNNParams].
+      Options: ``activation``, ``bias``, ``kernel_init``, ``recurrent_init``,
+      ``bias_init``, ``dtype``.
+    - ``"lstm"``: gates i, f, g, o; ``c' = f*c + i*g``, ``h' = o*tanh(c')``;
+      ``proj_size`` is PyTorch's projection of ``h`` (``0 < proj_size < hidden_size``),
+      ``forget_bias`` (default 1.0) is added to ``b_x``'s forget gate.
+      Params [`LSTMParams`][jaxrnn.LSTMParams].
+      Options: ``proj_size``, ``bias``, ``forget_bias``, ``kernel_init``,
+      ``recurrent_init``, ``bias_init``, ``proj_init``, ``dtype``.
     - ``"gru"``: gates r, z, n; ``n = tanh(x W_xn + b_xn + r*(h W_hn + b_hn))``,
-      ``h' = (1-z)*n + z*h``; option ``reset_after`` (default ``True``, PyTorch/cuDNN;
+      ``h' = (1-z)*n + z*h``; ``reset_after`` (default ``True``, PyTorch/cuDNN;
       ``False`` is Cho et al. 2014, ``n = tanh(x W_xn + b_xn + (r*h) W_hn + b_hn)``).
       Params [`GRUParams`][jaxrnn.GRUParams].
+      Options: ``reset_after``, ``bias``, ``kernel_init``, ``recurrent_init``,
+      ``bias_init``, ``dtype``.
+    - ``"mingru"``: minGRU (Feng et al. 2024), gates read the input only,
+      ``h' = (1-z)*h + z*g(x W_xh + b_xh)``, linear in ``h`` (``method="parallel"``).
+      Params [`MinGRUParams`][jaxrnn.MinGRUParams].
+      Options: ``bias``, ``kernel_init``, ``bias_init``, ``dtype``.
+    - ``"minlstm"``: minLSTM (Feng et al. 2024), normalized forget and input gates that
+      read the input only, linear in ``h`` (``method="parallel"``).
+      Params [`MinLSTMParams`][jaxrnn.MinLSTMParams].
+      Options: ``bias``, ``kernel_init``, ``bias_init``, ``dtype``.
+    - ``"lru"``: linear recurrent unit (Orvieto et al. 2023), a complex diagonal linear
+      recurrence with ring initialization between ``r_min`` and ``r_max`` and phases up
+      to ``max_phase`` (``method="parallel"``). Params [`LRUParams`][jaxrnn.LRUParams].
+      Options: ``r_min``, ``r_max``, ``max_phase``, ``dtype``.
     - ``"lstm_ln"``: layer-normalized LSTM (Ba et al. 2016), ``LN`` on the input and
-      recurrent gate pre-activations and on ``c'`` before ``tanh``; options
-      ``forget_bias``, ``epsilon``. Params [`LayerNormLSTMParams`][jaxrnn.LayerNormLSTMParams].
+      recurrent gate pre-activations and on ``c'`` before ``tanh``.
+      Params [`LayerNormLSTMParams`][jaxrnn.LayerNormLSTMParams].
+      Options: ``bias``, ``forget_bias``, ``epsilon``, ``kernel_init``,
+      ``recurrent_init``, ``bias_init``, ``dtype``.
     - ``"mgu"``: minimal gated unit (Zhou et al. 2016), ``f = σ(x W_xf + h W_hf + b_f)``,
-      ``h' = (1-f)*h + f*tanh(x W_xh + (f*h) W_hh + b_h)``. Params [`MGUParams`][jaxrnn.MGUParams].
+      ``h' = (1-f)*h + f*tanh(x W_xh + (f*h) W_hh + b_h)``.
+      Params [`MGUParams`][jaxrnn.MGUParams].
+      Options: ``bias``, ``kernel_init``, ``recurrent_init``, ``bias_init``, ``dtype``.
     - ``"convlstm"``: convolutional LSTM (Shi et al. 2015): ``input_size`` and
       ``hidden_size`` count channels, inputs are ``(..., *spatial_shape, input_size)``;
-      options ``spatial_shape`` (required, e.g. ``(height, width)``), ``kernel_size``
-      (default 3), ``forget_bias``; both kernels default to ``lecun_normal()`` (as Flax).
+      ``spatial_shape`` is required (e.g. ``(height, width)``), ``kernel_size`` defaults
+      to 3, both kernels to ``lecun_normal()`` (as Flax).
       Params [`ConvLSTMParams`][jaxrnn.ConvLSTMParams].
+      Options: ``spatial_shape``, ``kernel_size``, ``bias``, ``forget_bias``,
+      ``kernel_init``, ``recurrent_init``, ``bias_init``, ``dtype``.
 
-    Options for every cell: ``bias`` (default ``True``), ``kernel_init`` (input weights,
-    default ``lecun_normal()``), ``recurrent_init`` (default ``orthogonal()``, applied per
-    gate), ``bias_init`` (default ``zeros``), ``dtype`` (default ``float32``). Any
-    ``jax.nn.initializers`` function can be passed. Unknown options raise ``TypeError``.
+    The options mean the same wherever they appear: ``bias`` (default ``True``),
+    ``kernel_init`` (input weights, default ``lecun_normal()``), ``recurrent_init``
+    (default ``orthogonal()``, applied per gate), ``bias_init`` (default ``zeros``),
+    ``dtype`` (default ``float32``); any ``jax.nn.initializers`` function can be passed.
+    An option a cell does not take raises ``TypeError``.
 
     Args:
       key: a PRNG key (``jax.random.key(seed)``).

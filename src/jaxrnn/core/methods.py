@@ -19,8 +19,9 @@ A method is a value that carries its own settings: [`Sequential`][jaxrnn.core.me
 aliases of their defaults ([`as_method`][jaxrnn.core.methods.as_method]).
 
 **When a method cannot run a cell** it raises [`MethodError`][jaxrnn.core.methods.MethodError]
-(a ``ValueError``) saying which cell, why, and what to use instead; this is the same for
-every method. ``Auto`` never raises: it chooses per cell. The one exception is
+(a ``ValueError``) in jaxrnn's one message format, ``unroll: params must <what the
+method needs> for method=<the method>; <what to use instead>; got <the cell's type>``;
+this is the same for every method. ``Auto`` never raises: it chooses per cell. The one exception is
 ``CuDNN``, a backend kernel: it runs what cuDNN can take and falls back to ``lax.scan``
 with a ``CuDNNFallbackWarning`` elsewhere, because a program written for the GPU must run
 unchanged on a laptop and in CI, where there is no cuDNN (see ``jaxrnn.cudnn``).
@@ -90,10 +91,21 @@ class Method:
         """Run one cell over ``xs`` (masked already), ``(time, *batch, *input_shape)``."""
         raise NotImplementedError
 
-    def cannot_run(self, cell: Any, why: str, instead: str) -> MethodError:
-        """The error every method raises for a cell it cannot run."""
+    @property
+    def label(self) -> str:
+        """How messages name this method: ``method='parallel'`` for a string alias's
+        default, ``method=Parallel(strategy='chunked', ...)`` for any other object."""
+        for name in METHOD_NAMES:
+            if type(as_method(name)) is type(self) and as_method(name) == self:
+                return f"method={name!r}"
+        return f"method={self!r}"
+
+    def cannot_run(self, cell: Any, must: str, instead: str) -> MethodError:
+        """The error every method raises for a cell it cannot run, in the format of every
+        jaxrnn error: ``unroll: params must <what the method needs> for <method> (<what to
+        use instead>); got <the cell's type>``."""
         return MethodError(
-            f"unroll: method={self!r} cannot run {type(cell).__name__}: {why}; {instead}"
+            f"unroll: params must {must} for {self.label}; {instead}; got {type(cell).__name__}"
         )
 
 
@@ -173,8 +185,9 @@ class HandDerivatives(Method):
         if fast is None:
             raise self.cannot_run(
                 cell,
-                "hand-written derivatives exist for RNNParams, LSTMParams without proj_size "
-                "and GRUParams with reset_after=True only",
+                "be a cell with hand-written derivatives (RNNParams, LSTMParams without "
+                "proj_size, GRUParams with reset_after=True) whose params, carry and xs "
+                "share one floating dtype",
                 "use method='sequential' (the same function) or 'auto'",
             )
         return fast
@@ -185,8 +198,9 @@ class Auto(Method):
     """The default: per cell, the method measured fastest on XLA:CPU (``docs/performance.md``).
 
     ``HandDerivatives`` for LSTM cells without ``proj_size`` (training 0.6-0.85x the plain
-    scan's time, the same forward), ``Sequential`` for every other cell and whenever
-    ``remat`` is on. Never raises ``MethodError``.
+    scan's time, the same forward) whose params, carry and inputs share a dtype;
+    ``Sequential`` for every other cell, and whenever ``remat`` is on. Never raises
+    ``MethodError``.
     """
 
     unroll: int | bool = 1
@@ -197,15 +211,15 @@ class Auto(Method):
         _check_unroll("Auto", self.unroll)
         _check_flag("Auto", "remat", self.remat)
 
-    def choose(self, cell: Any, run: Run) -> Method:
-        """The method that runs ``cell`` in ``run``."""
-        fast = not (self.remat or run.carry_outputs)
-        if fast and hand_derivatives.prefers_fused(cell):
-            return HandDerivatives(self.unroll)
-        return Sequential(self.unroll, self.remat)
-
     def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
-        return self.choose(cell, run).unroll_cell(cell, carry, xs, run)
+        if not (self.remat or run.carry_outputs) and hand_derivatives.prefers_fused(cell):
+            # None where the kernel does not apply to these arrays (mixed dtypes).
+            fast = hand_derivatives.fast_unroll(
+                cell, carry, xs, run.valid, run.reverse, self.unroll
+            )
+            if fast is not None:
+                return fast
+        return Sequential(self.unroll, self.remat).unroll_cell(cell, carry, xs, run)
 
 
 #: The strings ``unroll(..., method=...)`` takes, each the alias of a method's default.
@@ -375,7 +389,9 @@ def unroll_parts(params: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
     if inner is None:
         if run.carry_outputs and not method.outputs_carries:
             raise method.cannot_run(
-                params, "it cannot output the carry of every step", "use method='sequential'"
+                params,
+                "be run by a method that outputs every step's carry (with_carry_outputs)",
+                "use method='sequential'",
             )
         return method.unroll_cell(params, carry, xs, run)
     carry, out = method.unroll_params(inner.params, carry, inner.xs, run._replace(key=inner.key))
