@@ -108,7 +108,7 @@ def test_stack_bidirectional_and_cell_step():
     layers = [init(KEYS[0], 2, 4), init(KEYS[1], 4, 3)]
     deep = jaxrnn.stack(layers)
     carry, ys = jaxrnn.unroll(deep, None, XS, lengths=LENGTHS)
-    carry0, ys0 = jaxrnn.unroll(layers[0], None, XS, lengths=LENGTHS)
+    _, ys0 = jaxrnn.unroll(layers[0], None, XS, lengths=LENGTHS)
     carry1, ys1 = jaxrnn.unroll(layers[1], None, ys0, lengths=LENGTHS)
     np.testing.assert_allclose(ys, ys1, rtol=1e-6)
     np.testing.assert_allclose(carry[1], carry1, rtol=1e-6)
