@@ -134,10 +134,11 @@ def test_methods_run_it_or_say_why():
     reference = jaxrnn.unroll(params, None, XS, lengths=LENGTHS, method="sequential")[1]
     deer = jaxrnn.unroll(params, None, XS, lengths=LENGTHS, method="deer")[1]
     np.testing.assert_allclose(deer, reference, atol=1e-5)
-    with pytest.raises(
-        MethodError, match=r"for method=HandDerivatives\(unroll=1\).*; got IndRNNParams$"
-    ):
+    match = r"for method='fused'; .*; got IndRNNParams$"  # HandDerivatives() is "fused"
+    with pytest.raises(MethodError, match=match):
         jaxrnn.unroll(params, None, XS, method=HandDerivatives())
+    with pytest.raises(MethodError, match=r"for method=HandDerivatives\(unroll=2\); "):
+        jaxrnn.unroll(params, None, XS, method=HandDerivatives(unroll=2))
 
 
 def test_an_incomplete_cell_cannot_be_made():
