@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxrnn
-from jaxrnn.regularization import training_steps
+from jaxrnn.regularization import draw_masks
 
 IN, HID, TIME, BATCH = 3, 4, 5, 3
 LENGTHS = jnp.array([5, 0, 2])
@@ -192,7 +192,7 @@ def outputs_in_carries(name, params, carries, ys, xs, key):
     if name == "luong_stack":  # y_t = h~_t, fed back in the carry
         return carries.attentional, ys
     # h~_t times the regularize()d decoder's output mask (drawn once for all steps)
-    output_mask = 1.0 if key is None else training_steps(params, xs, key)[2]
+    output_mask = 1.0 if key is None else draw_masks(params, xs, key).output
     return carries.attentional * output_mask, ys
 
 

@@ -1,7 +1,7 @@
 """``regularize`` (variational dropout, zoneout), ``learned_init`` and ``with_carry_outputs``.
 
 Training runs are checked against a plain loop of ``cell_step`` over each sequence's valid
-steps that applies the masks ``training_steps`` sampled, so the wiring of every mask is
+steps that applies the masks ``draw_masks`` sampled, so the wiring of every mask is
 checked; the masks themselves are checked for being the same at every step.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxrnn
-from jaxrnn.regularization import training_steps
+from jaxrnn.regularization import draw_masks
 
 IN, HID = 3, 4
 LENGTHS = np.array([4, 0, 2])
@@ -117,16 +117,17 @@ def test_training_equals_loop_with_the_sampled_masks(name, reverse):
     )
     final, ys = unroll(reg, carry, xs, lengths=jnp.asarray(LENGTHS), key=key, reverse=reverse)
 
-    steps, xs_aug, m_y = training_steps(reg, xs, key)
-    xs_aug = np.asarray(xs_aug)
+    drawn = draw_masks(reg, xs, key)
+    m_y = drawn.output
     # Variational input dropout: one mask, the same at every step, of 0 or 1 / (1 - p).
-    m_x = xs_aug[..., :IN] / np.asarray(xs)
+    m_x = np.broadcast_to(np.asarray(drawn.input), xs.shape)
     np.testing.assert_allclose(m_x, np.broadcast_to(m_x[0], m_x.shape), rtol=1e-6)
     assert_dropout_mask(m_x, ALL_RATES["input_dropout"])
-    m_h = np.asarray(steps.recurrent_mask)
+    m_h = np.asarray(drawn.recurrent)
     assert m_h.shape == (3, HID)
     assert_dropout_mask(m_h, ALL_RATES["recurrent_dropout"])
-    keep = xs_aug[..., IN:]
+    zoneout = [drawn.keep_h, *([drawn.keep_c] if name == "lstm" else [])]
+    keep = np.concatenate([np.asarray(k) for k in zoneout], axis=-1)
     assert set(np.unique(keep)) == {0.0, 1.0}  # zoneout masks, new at every step
     assert not np.all(keep[1:] == keep[:1])
     keep_h, keep_c = keep[..., :HID], keep[..., HID:] if name == "lstm" else None

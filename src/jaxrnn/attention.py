@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
@@ -64,7 +63,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrnn.cells.base import LECUN_NORMAL, Cell, Unwrapped, WrappedCell
+from jaxrnn.cells.base import LECUN_NORMAL, Unwrapped, WrappedCell
 from jaxrnn.core.checks import (
     check_array,
     check_choice,
@@ -83,7 +82,7 @@ from jaxrnn.core.params import params_class, static_field
 from jaxrnn.core.unrolling import step, unroll
 from jaxrnn.heads import ReadoutParams, init_readout, readout
 from jaxrnn.pooling import final_hidden
-from jaxrnn.regularization import Regularized, training_steps
+from jaxrnn.regularization import Regularized, ZoneoutInputs, draw_masks
 
 __all__ = [
     "ATTENTION_KINDS",
@@ -382,13 +381,20 @@ class AttentionCell(WrappedCell):
         return x
 
     def recurrence(self, carry: AttentionState, projected: Any) -> tuple[Any, jax.Array]:
+        if isinstance(projected, DecoderInputs):  # a training step: the inner layers' noise
+            inner_step = functools.partial(_noisy_step, self.cell, projected.noise)
+            carry, y, _ = self._attend_step(carry, projected.x, inner_step)
+            return carry, y
         carry, y, _ = self.attend_step(carry, projected)
         return carry, y
 
-    def unwrap(self, xs: Any, key: jax.Array | None) -> Unwrapped:
-        """The step with the inner layers' masks for every step drawn from ``key``."""
-        steps, xs = _steps_with_noise(self, xs, key)
-        return Unwrapped(steps, xs, None, None)
+    def unwrap(self, xs: Any, key: jax.Array | None) -> Unwrapped | None:
+        """With a key, the decoder whose inner layers run with their dropout: the layers'
+        per-sequence masks set in them, their per-step masks beside ``xs``
+        (``DecoderInputs``); without, ``None`` (this cell's deterministic step)."""
+        if key is None or isinstance(xs, DecoderInputs):
+            return None
+        return _with_noise(self, xs, key)
 
     def attend_step(
         self, carry: AttentionState, x: jax.Array
@@ -441,91 +447,39 @@ def _check_batch(memory: jax.Array | None, batch_shape: tuple[int, ...]) -> None
         )
 
 
-class _LayerNoise(NamedTuple):
-    """Features of one inner layer's slice of ``noise_t`` (see ``_Steps``)."""
+class LayerNoise(NamedTuple):
+    """The per-step masks of one inner layer of an attention decoder in training (``None``
+    where off): what its training step reads at step ``t``."""
 
-    input_mask: int  # a regularized layer's m_x: multiplies the layer's input
-    extra_inputs: int  # a regularized layer's zoneout masks: appended to its input
-    output_mask: int  # a regularized layer's m_y: multiplies its output
-    dropout_mask: int  # the Stack's dropout after this layer: multiplies its output
-
-
-@params_class
-class _Steps(Cell):
-    """An [`AttentionCell`][jaxrnn.AttentionCell] as [`unroll`][jaxrnn.unroll] runs it: its
-    step with the inner layers' random masks.
-
-    The masks of every step are drawn before the scan and appended to the inputs (``x_t``
-    becomes ``[x_t; noise_t]``), as [`regularize`][jaxrnn.regularize] does with zoneout
-    masks, so every unroll method (and ``remat``) runs this cell unchanged. Without noise
-    it is the AttentionCell's own step.
-    """
-
-    attention_cell: AttentionCell
-    layers: tuple[Any, ...]  # what steps each inner layer: the layer, or its training step
-    noise_sizes: tuple[_LayerNoise, ...] = static_field()  # per inner layer, bottom first
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        size = sum(sum(sizes) for sizes in self.noise_sizes)
-        return (self.attention_cell.input_shape[-1] + size,)
-
-    @property
-    def output_size(self) -> int:
-        return self.attention_cell.output_size
-
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> AttentionState:
-        return self.attention_cell.zero_carry(batch_shape, dtype)
-
-    def input_projection(self, x: jax.Array) -> Any:
-        return jnp.split(x, [self.attention_cell.input_shape[-1]], axis=-1)
-
-    def recurrence(self, carry: AttentionState, projected: Any) -> tuple[Any, jax.Array]:
-        x, noise = projected
-        inner_step = functools.partial(self._inner_step, noise)
-        carry, y, _ = self.attention_cell._attend_step(carry, x, inner_step)
-        return carry, y
-
-    def _inner_step(self, noise: jax.Array, carry: Any, x: jax.Array) -> tuple[Any, jax.Array]:
-        stacked = isinstance(self.attention_cell.cell, Stack)
-        carries = carry if stacked else (carry,)
-        new_carries = []
-        for layer, layer_carry, sizes in zip(self.layers, carries, self.noise_sizes, strict=True):
-            parts = jnp.split(noise, list(itertools.accumulate(sizes)), axis=-1)
-            input_mask, extra_inputs, output_mask, dropout_mask, noise = parts
-            if sizes.input_mask:
-                x = x * input_mask
-            layer_carry, x = step(layer, layer_carry, jnp.concatenate([x, extra_inputs], -1))
-            if sizes.output_mask:
-                x = x * output_mask
-            if sizes.dropout_mask:
-                x = x * dropout_mask
-            new_carries.append(layer_carry)
-        return (tuple(new_carries) if stacked else new_carries[0]), x
+    keep_h: jax.Array | None  # shape=(*batch, *h_shape): zoneout of a regularize()d layer
+    keep_c: jax.Array | None  # shape=(*batch, *c_shape): zoneout of c
+    dropout: jax.Array | None  # shape=(*batch, output_size): the Stack's dropout after it
 
 
-def _regularized_inputs(
-    layer: Regularized, shape: tuple[int, ...], dtype: Any, key: jax.Array
-) -> tuple[Any, list[jax.Array], _LayerNoise]:
-    """A regularized layer's training step and its masks for every step, as
-    ``regularization.training_steps`` draws them for the layer run on its own."""
-    # training_steps returns its xs times m_x, with the zoneout masks appended: on ones,
-    # that is [m_x; zoneout masks] at every step (m_x left out when it is all ones).
-    step, inputs, output_mask = training_steps(layer, jnp.ones(shape, dtype), key)
-    input_size = layer.input_shape[-1]
-    input_mask = inputs[..., : input_size if layer.input_dropout else 0]
-    extra_inputs = inputs[..., input_size:]
-    if output_mask is None:
-        output_mask = jnp.zeros((*shape[:-1], 0), dtype)
-    else:
-        output_mask = jnp.broadcast_to(output_mask, (shape[0], *output_mask.shape))
-    sizes = _LayerNoise(
-        input_mask=input_mask.shape[-1],
-        extra_inputs=extra_inputs.shape[-1],
-        output_mask=output_mask.shape[-1],
-        dropout_mask=0,
-    )
-    return step, [input_mask, extra_inputs, output_mask], sizes
+class DecoderInputs(NamedTuple):
+    """The input of one training step of an ``AttentionCell``: ``x_t`` and the masks of
+    its inner layers for that step, a pytree beside the features (``unroll`` scans it)."""
+
+    x: jax.Array  # shape=(*batch, input_size)
+    noise: tuple[LayerNoise, ...]  # one per inner layer, bottom first
+
+
+def _noisy_step(
+    inner: Any, noise: tuple[LayerNoise, ...], carry: Any, x: jax.Array
+) -> tuple[Any, jax.Array]:
+    """The inner decoder's step in training: each layer (a ``Regularized`` one with its
+    zoneout masks), then the Stack's dropout mask after it."""
+    stacked = isinstance(inner, Stack)
+    layers, carries = (inner.layers, carry) if stacked else ((inner,), (carry,))
+    new_carries = []
+    for layer, layer_carry, layer_noise in zip(layers, carries, noise, strict=True):
+        if layer_noise.keep_h is not None or layer_noise.keep_c is not None:
+            x = ZoneoutInputs(x, layer_noise.keep_h, layer_noise.keep_c)
+        layer_carry, x = step(layer, layer_carry, x)
+        if layer_noise.dropout is not None:
+            x = x * layer_noise.dropout
+        new_carries.append(layer_carry)
+    return (tuple(new_carries) if stacked else new_carries[0]), x
 
 
 def _contains_regularized(params: Any) -> bool:
@@ -533,29 +487,28 @@ def _contains_regularized(params: Any) -> bool:
     return any(map(is_regularized, jax.tree.leaves(params, is_leaf=is_regularized)))
 
 
-def _steps_with_noise(
-    params: AttentionCell, xs: jax.Array, key: jax.Array | None
-) -> tuple[_Steps, jax.Array]:
-    """The cell ``unroll`` runs for ``params`` and its inputs ``[x_t; noise_t]``.
+def _with_noise(params: AttentionCell, xs: jax.Array, key: jax.Array) -> Unwrapped:
+    """The decoder ``unroll`` runs for ``params`` with ``key``, and its inputs.
 
     The keys are those of ``unroll(params.cell, ..., key=key)``: a ``Stack``'s come from
-    ``unrolling.stack_keys``; a single layer gets ``key``. So the inner layers draw the
-    masks they would draw on their own, over the same ``(time, *batch)``.
+    ``stack_keys``; a single layer gets ``key``. So the inner layers draw the masks they
+    would draw on their own (``regularization.draw_masks``), over the same
+    ``(time, *batch)``.
     """
     inner = params.cell
     stacked = isinstance(inner, Stack)
     layers = inner.layers if stacked else (inner,)
-    no_noise = _LayerNoise(0, 0, 0, 0)
-    if key is None:
-        return _Steps(params, tuple(layers), (no_noise,) * len(layers)), xs
     n = len(layers)
     layer_keys, dropout_keys = stack_keys(key, n) if stacked else ([key], [None])
     num_steps, batch_shape, dtype = xs.shape[0], xs.shape[1:-1], xs.dtype
-    steps, noise, sizes = [], [], []
+    training_layers, noise = [], []
     for i, layer in enumerate(layers):
+        keep_h = keep_c = drop = None
         if isinstance(layer, Regularized):
             shape = (num_steps, *batch_shape, *layer.input_shape)
-            step, masks, layer_sizes = _regularized_inputs(layer, shape, dtype, layer_keys[i])
+            masks = draw_masks(layer, jnp.ones(shape, dtype), cast(jax.Array, layer_keys[i]))
+            layer = layer.with_masks(masks)
+            keep_h, keep_c = masks.keep_h, masks.keep_c
         elif _contains_regularized(layer):
             fail(
                 "unroll",
@@ -564,16 +517,17 @@ def _steps_with_noise(
                 "inside other wrappers (where a key would not reach them)",
                 f"layer {i}: {type(layer).__name__} around a Regularized",
             )
-        else:
-            step, masks, layer_sizes = layer, [], no_noise
         if stacked and i < n - 1 and inner.dropout > 0:
             ones = jnp.ones((num_steps, *batch_shape, layer.output_size), dtype)
-            masks = [*masks, dropout(cast(jax.Array, dropout_keys[i]), ones, inner.dropout)]
-            layer_sizes = layer_sizes._replace(dropout_mask=layer.output_size)
-        steps.append(step)
-        noise.extend(masks)
-        sizes.append(layer_sizes)
-    return _Steps(params, tuple(steps), tuple(sizes)), jnp.concatenate([xs, *noise], -1)
+            drop = dropout(cast(jax.Array, dropout_keys[i]), ones, inner.dropout)
+        training_layers.append(layer)
+        noise.append(LayerNoise(keep_h, keep_c, drop))
+    if stacked:
+        training_cell = dataclasses.replace(inner, layers=tuple(training_layers))
+    else:
+        training_cell = training_layers[0]
+    training = dataclasses.replace(params, cell=training_cell)
+    return Unwrapped(training, DecoderInputs(xs, tuple(noise)), None, None)
 
 
 def init_attention_cell(

@@ -7,18 +7,19 @@ evaluated by leaving out the key. [`cell_step`][jaxrnn.cell_step] is always the 
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.cells.base import Cell, Unwrapped, WrappedCell
+from jaxrnn.cells.base import Unwrapped, WrappedCell
 from jaxrnn.core.checks import check_rate, fail
 from jaxrnn.core.composites import map_cells
 from jaxrnn.core.dropout import dropout
 from jaxrnn.core.params import params_class, static_field
 
-__all__ = ["Regularized", "regularize"]
+__all__ = ["Masks", "Regularized", "ZoneoutInputs", "draw_masks", "regularize"]
 
 RATES = ("input_dropout", "output_dropout", "recurrent_dropout", "zoneout_h", "zoneout_c")
 
@@ -32,11 +33,31 @@ def _with_hidden(carry: Any, h: jax.Array) -> Any:
     return carry._replace(h=h) if hasattr(carry, "h") else h
 
 
+class ZoneoutInputs(NamedTuple):
+    """The input of one training step of a [`Regularized`][jaxrnn.regularization.Regularized]
+    cell with zoneout: the step's ``x`` and its zoneout masks, scanned beside each other
+    (a pytree, never concatenated onto the features)."""
+
+    x: Any  # shape=(*batch, *input_shape); after input_projection, the projected input
+    keep_h: jax.Array | None  # shape=(*batch, *h_shape): 1 keeps h_{t-1}; None without
+    keep_c: jax.Array | None  # shape=(*batch, *c_shape): 1 keeps c_{t-1}; None without
+
+
+class Masks(NamedTuple):
+    """The masks of one training run of a ``Regularized`` cell over a batch
+    (``None`` where the rate is 0), drawn by [`draw_masks`][jaxrnn.regularization.draw_masks]."""
+
+    input: jax.Array | None  # shape=(*batch, *input_shape): m_x, the same at every step
+    output: jax.Array | None  # shape=(*batch, *spatial, output_size): m_y, every step
+    recurrent: jax.Array | None  # shape=(*batch, *h_shape): m_h, every step
+    keep_h: jax.Array | None  # shape=(time, *batch, *h_shape): zoneout of h, per step
+    keep_c: jax.Array | None  # shape=(time, *batch, *c_shape): zoneout of c, per step
+
+
 def _regularized_recurrence(
     params: Regularized,
     carry: Any,
     projected: Any,
-    recurrent_mask: jax.Array | None,
     keep_h: jax.Array | float,
     keep_c: jax.Array | float,
 ) -> tuple[Any, jax.Array]:
@@ -47,88 +68,88 @@ def _regularized_recurrence(
     the expectation of the random update.
     """
     h_prev = _hidden(carry)
-    read = carry if recurrent_mask is None else _with_hidden(carry, h_prev * recurrent_mask)
+    mask = params.recurrent_mask
+    read = carry if mask is None else _with_hidden(carry, h_prev * mask)
     new, y = params.cell.recurrence(read, projected)
     if params.zoneout_h:
         y = keep_h * h_prev + (1.0 - keep_h) * _hidden(new)
         new = _with_hidden(new, y)
     if params.zoneout_c:
         new = new._replace(c=keep_c * carry.c + (1.0 - keep_c) * new.c)
+    if params.output_mask is not None:
+        y = y * params.output_mask
     return new, y
 
 
 @params_class
 class Regularized(WrappedCell):
-    """A cell with variational dropout and zoneout; see [`regularize`][jaxrnn.regularize].
+    """A cell with variational dropout and zoneout; see
+    [`regularize`][jaxrnn.regularization.regularize].
 
-    Rates are static (``jit`` specializes on them); the cell's params are the only leaves.
+    Rates are static (``jit`` specializes on them). The mask fields are ``None`` in the
+    params a user holds; ``unroll`` with a key sets them for one run (``unwrap``), and
+    that run's inputs carry the per-step zoneout masks as ``ZoneoutInputs``.
     """
 
     cell: Any  # params of the wrapped cell
+    input_mask: jax.Array | None = None  # m_x of a training run (set by unwrap), or None
+    output_mask: jax.Array | None = None  # m_y of a training run, or None
+    recurrent_mask: jax.Array | None = None  # m_h of a training run, or None
     input_dropout: float = static_field(0.0)
     output_dropout: float = static_field(0.0)
     recurrent_dropout: float = static_field(0.0)
     zoneout_h: float = static_field(0.0)
     zoneout_c: float = static_field(0.0)
 
-    def input_projection(self, x: jax.Array) -> Any:
-        return self.cell.input_projection(x)
+    @property
+    def masks_drawn(self) -> bool:
+        """Whether these are the params of one training run (masks set by ``unwrap``)."""
+        fields = (self.input_mask, self.output_mask, self.recurrent_mask)
+        return any(mask is not None for mask in fields)
+
+    def input_projection(self, x: Any) -> Any:
+        zoneout = x if isinstance(x, ZoneoutInputs) else None
+        x = x.x if zoneout is not None else x
+        if self.input_mask is not None:
+            x = x * self.input_mask
+        projected = self.cell.input_projection(x)
+        return projected if zoneout is None else zoneout._replace(x=projected)
 
     def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
-        """The evaluation step: no dropout, zoneout by its expectation."""
-        return _regularized_recurrence(self, carry, projected, None, self.zoneout_h, self.zoneout_c)
+        """With ``ZoneoutInputs`` (training) the masks they carry, else zoneout by its
+        expectation; dropout by the mask fields (``None`` in evaluation)."""
+        if isinstance(projected, ZoneoutInputs):
+            keep_h = 0.0 if projected.keep_h is None else projected.keep_h
+            keep_c = 0.0 if projected.keep_c is None else projected.keep_c
+            return _regularized_recurrence(self, carry, projected.x, keep_h, keep_c)
+        return _regularized_recurrence(self, carry, projected, self.zoneout_h, self.zoneout_c)
+
+    def with_masks(self, masks: Masks) -> Regularized:
+        """The params of one training run: ``masks``' per-sequence masks set; the per-step
+        zoneout masks go with the inputs (``ZoneoutInputs``)."""
+        return dataclasses.replace(
+            self, input_mask=masks.input, output_mask=masks.output, recurrent_mask=masks.recurrent
+        )
 
     def unwrap(self, xs: Any, key: jax.Array | None) -> Unwrapped | None:
-        """In training (a key), the wrapped cell's run with its masks drawn from ``key``; in
-        evaluation the wrapped cell itself, or this cell's own step with zoneout."""
+        """In training (a key), the run with its masks drawn from ``key``; in evaluation
+        the wrapped cell itself, or this cell's own step when it has zoneout."""
+        if self.masks_drawn:
+            return None  # already one run's training step
         if key is None:
             if self.zoneout_h or self.zoneout_c:
                 return None  # evaluation with zoneout: this params' own step
             return Unwrapped(self.cell, xs, None, None)  # dropout is off: the cell
-        steps, xs, output_mask = training_steps(self, xs, key)
-        # A wrapped cell that runs as it is may draw masks of its own (an AttentionCell's
-        # inner layers): it gets a key that training_steps did not use.
-        inner_key = jax.random.fold_in(key, len(RATES)) if steps is self.cell else None
-        return Unwrapped(steps, xs, output_mask, inner_key)
-
-
-@params_class
-class _TrainingSteps(Cell):
-    """A [`Regularized`][jaxrnn.Regularized] cell's training step, in the form the unroll methods
-    run.
-
-    Zoneout draws new masks at every step. They are sampled for all steps up front and
-    appended to the input features (``x`` becomes ``[x, keep_h, keep_c]``), so that every
-    unroll method, which scans over one input array, runs this cell unchanged.
-    """
-
-    regularized: Regularized
-    recurrent_mask: jax.Array | None  # shape=(*batch, *h_shape): scaled keep mask, or None
-    input_size: int = static_field()  # features of x before the appended zoneout masks
-    zoneout_sizes: tuple[int, int] = static_field((0, 0))  # features of keep_h, keep_c
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        spatial = self.regularized.input_shape[:-1]
-        return (*spatial, self.input_size + sum(self.zoneout_sizes))
-
-    @property
-    def output_size(self) -> int:
-        return self.regularized.output_size
-
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
-        return self.regularized.zero_carry(batch_shape, dtype)
-
-    def input_projection(self, x: jax.Array) -> Any:
-        size_h = self.zoneout_sizes[0]
-        x, keep_h, keep_c = jnp.split(x, [self.input_size, self.input_size + size_h], axis=-1)
-        return self.regularized.cell.input_projection(x), keep_h, keep_c
-
-    def recurrence(self, carry: Any, projected: Any) -> tuple[Any, jax.Array]:
-        projected, keep_h, keep_c = projected
-        return _regularized_recurrence(
-            self.regularized, carry, projected, self.recurrent_mask, keep_h, keep_c
-        )
+        masks = draw_masks(self, xs, key)
+        if not (self.recurrent_dropout or self.zoneout_h or self.zoneout_c):
+            # Only input and output dropout: the wrapped cell runs as it is (with its
+            # fastest method) between the two masks. It may draw masks of its own (an
+            # AttentionCell's inner layers): it gets a key that draw_masks did not use.
+            xs = xs if masks.input is None else xs * masks.input
+            return Unwrapped(self.cell, xs, masks.output, jax.random.fold_in(key, len(RATES)))
+        if self.zoneout_h or self.zoneout_c:
+            xs = ZoneoutInputs(xs, masks.keep_h, masks.keep_c)
+        return Unwrapped(self.with_masks(masks), xs, None, None)
 
 
 def _variational_mask(key: jax.Array, shape: tuple[int, ...], rate: float, dtype: Any):
@@ -136,50 +157,39 @@ def _variational_mask(key: jax.Array, shape: tuple[int, ...], rate: float, dtype
     return dropout(key, jnp.ones(shape, dtype), rate)
 
 
-def training_steps(
-    params: Regularized, xs: jax.Array, key: jax.Array
-) -> tuple[Any, jax.Array, jax.Array | None]:
-    """Sample all masks of one sequence batch: ``(cell to unroll, its xs, output mask)``.
+def draw_masks(params: Regularized, xs: jax.Array, key: jax.Array) -> Masks:
+    """Every mask of one training run of ``params`` over ``xs`` ``(time, *batch,
+    *input_shape)``, from ``key``.
 
-    ``xs`` has shape ``(time, *batch, *input_shape)``; the output mask, when there is
-    output dropout, multiplies ``ys``. Without recurrent dropout and zoneout the cell to
-    unroll is the wrapped cell itself.
+    The key is split in five, one per rate in the order of ``RATES`` (input, output,
+    recurrent dropout, zoneout of ``h``, of ``c``); dropout masks are inverted (0 or
+    ``1 / (1 - rate)``) and drawn once per sequence, zoneout masks (1 keeps the previous
+    value) anew at every step.
     """
     num_steps, dtype = xs.shape[0], xs.dtype
     batch_shape = xs.shape[1 : xs.ndim - len(params.input_shape)]
     carry = jax.eval_shape(lambda: params.zero_carry(batch_shape, dtype))
     keys = dict(zip(RATES, jax.random.split(key, len(RATES)), strict=True))
-    if params.input_dropout:
-        m_x = _variational_mask(keys["input_dropout"], xs.shape[1:], params.input_dropout, dtype)
-        xs = xs * m_x
-    output_mask = None
-    if params.output_dropout:
-        output_shape = (*batch_shape, *params.input_shape[:-1], params.output_size)
-        output_mask = _variational_mask(
-            keys["output_dropout"], output_shape, params.output_dropout, dtype
-        )
-    if not (params.recurrent_dropout or params.zoneout_h or params.zoneout_c):
-        return params.cell, xs, output_mask
-    recurrent_mask = None
-    if params.recurrent_dropout:
-        recurrent_mask = _variational_mask(
-            keys["recurrent_dropout"], _hidden(carry).shape, params.recurrent_dropout, dtype
-        )
-    # Zoneout masks (1 keeps the previous value), drawn anew for every step.
-    keep_h = keep_c = jnp.zeros((num_steps, *batch_shape, *params.input_shape[:-1], 0), dtype)
-    if params.zoneout_h:
-        shape = (num_steps, *_hidden(carry).shape)
-        keep_h = jax.random.bernoulli(keys["zoneout_h"], params.zoneout_h, shape).astype(dtype)
-    if params.zoneout_c:
-        shape = (num_steps, *carry.c.shape)
-        keep_c = jax.random.bernoulli(keys["zoneout_c"], params.zoneout_c, shape).astype(dtype)
-    steps = _TrainingSteps(
-        regularized=params,
-        recurrent_mask=recurrent_mask,
-        input_size=xs.shape[-1],
-        zoneout_sizes=(keep_h.shape[-1], keep_c.shape[-1]),
+
+    def variational(rate_name: str, shape: tuple[int, ...]) -> jax.Array | None:
+        rate = getattr(params, rate_name)
+        return _variational_mask(keys[rate_name], shape, rate, dtype) if rate else None
+
+    def per_step(rate_name: str, state_shape: tuple[int, ...]) -> jax.Array | None:
+        rate = getattr(params, rate_name)
+        if not rate:
+            return None
+        draw = jax.random.bernoulli(keys[rate_name], rate, (num_steps, *state_shape))
+        return draw.astype(dtype)
+
+    output_shape = (*batch_shape, *params.input_shape[:-1], params.output_size)
+    return Masks(
+        input=variational("input_dropout", xs.shape[1:]),
+        output=variational("output_dropout", output_shape),
+        recurrent=variational("recurrent_dropout", _hidden(carry).shape),
+        keep_h=per_step("zoneout_h", _hidden(carry).shape),
+        keep_c=per_step("zoneout_c", carry.c.shape if params.zoneout_c else ()),
     )
-    return steps, jnp.concatenate([xs, keep_h, keep_c], axis=-1), output_mask
 
 
 def _check_cell(cell: Any, rates: dict[str, float]) -> None:
@@ -214,16 +224,6 @@ def _check_cell(cell: Any, rates: dict[str, float]) -> None:
             f"be 0 for a cell whose carry has no field c ({type(cell).__name__})",
             repr(rates["zoneout_c"]),
         )
-    if rates["zoneout_h"] or rates["zoneout_c"]:
-        # Zoneout masks ride along as extra input features: spatial dims must agree.
-        h_shape = _hidden(carry).shape
-        if h_shape[:-1] != cell.input_shape[:-1]:
-            fail(
-                "regularize",
-                "params",
-                f"have a state with the input's leading feature dims {cell.input_shape[:-1]}",
-                str(h_shape),
-            )
 
 
 def regularize(
