@@ -59,7 +59,8 @@ def _regularized_recurrence(
 
 @params_class
 class Regularized(WrappedCell):
-    """A cell with variational dropout and zoneout; see [`regularize`][jaxrnn.regularize].
+    """A cell with variational dropout and zoneout; see
+    [`regularize`][jaxrnn.regularization.regularize].
 
     Rates are static (``jit`` specializes on them); the cell's params are the only leaves.
     """
@@ -94,8 +95,8 @@ class Regularized(WrappedCell):
 
 @params_class
 class _TrainingSteps(Cell):
-    """A [`Regularized`][jaxrnn.Regularized] cell's training step, in the form the unroll methods
-    run.
+    """A [`Regularized`][jaxrnn.regularization.Regularized] cell's training step, in the form the
+    unroll methods run.
 
     Zoneout draws new masks at every step. They are sampled for all steps up front and
     appended to the input features (``x`` becomes ``[x, keep_h, keep_c]``), so that every
@@ -262,13 +263,13 @@ def regularize(
       zoneout_c: the same for the cell state ``c`` (cells with an ``LSTMState``).
 
     Returns:
-      ``params`` with each cell wrapped in a [`Regularized`][jaxrnn.Regularized] (same carry, same
-      input and output shapes).
+      ``params`` with each cell wrapped in a [`Regularized`][jaxrnn.regularization.Regularized]
+      (same carry, same input and output shapes).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
       >>> lstm = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 8)
-      >>> params = jaxrnn.regularize(lstm, recurrent_dropout=0.25, zoneout_c=0.1)
+      >>> params = jaxrnn.regularization.regularize(lstm, recurrent_dropout=0.25, zoneout_c=0.1)
       >>> xs = jnp.ones((5, 2, 3))
       >>> _, ys_train = jaxrnn.unroll(params, None, xs, key=jax.random.key(1))
       >>> _, ys_eval = jaxrnn.unroll(params, None, xs)  # no key: evaluation
