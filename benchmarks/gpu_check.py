@@ -96,7 +96,7 @@ def time_config(config: tuple, precision: str | None, repeats: int) -> list[dict
 
         fwd, train = jax.jit(forward), jax.jit(jax.grad(loss))
         with jax.default_matmul_precision(precision), warnings.catch_warnings():
-            warnings.simplefilter("error", jaxrnn.CuDNNFallbackWarning)
+            warnings.simplefilter("error", jaxrnn.cudnn.CuDNNFallbackWarning)
             start = time.perf_counter()
             ys = jax.block_until_ready(fwd(params, xs))
             compile_s = time.perf_counter() - start

@@ -17,7 +17,7 @@ VOCAB, EMBED, HIDDEN, BATCH, STEPS = 5, 3, 8, 4, 6
 def make_model(cell, num_layers=1, seed=0):
     k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
     params = jaxrnn.init_params(k1, cell, EMBED, HIDDEN, num_layers=num_layers)
-    out = jaxrnn.init_readout(k2, HIDDEN, VOCAB)
+    out = jaxrnn.heads.init_readout(k2, HIDDEN, VOCAB)
     table = jax.random.normal(k3, (VOCAB, EMBED))
     return params, out, table
 
@@ -36,7 +36,7 @@ def loop_oracle(params, out, table, carry, token, num_steps, end_token=None, pad
     tokens, finished = [], np.zeros(token.shape, bool)
     for _ in range(num_steps):
         new_carry, y = jaxrnn.cell_step(params, carry, table[token])
-        token = np.asarray(jnp.argmax(jaxrnn.readout(out, y), -1))
+        token = np.asarray(jnp.argmax(jaxrnn.heads.readout(out, y), -1))
         if end_token is not None:
             token = np.where(finished, pad, token)
             new_carry = keep_where(finished, carry, new_carry)
@@ -47,12 +47,12 @@ def loop_oracle(params, out, table, carry, token, num_steps, end_token=None, pad
 
 
 def run_generate(params, out, table, carry, token, **options):
-    return jaxrnn.generate(
+    return jaxrnn.decoding.generate(
         params,
         carry,
         table[token],
         options.pop("num_steps", STEPS),
-        readout=lambda y: jaxrnn.readout(out, y),
+        readout=lambda y: jaxrnn.heads.readout(out, y),
         embed=lambda t: table[t],
         **options,
     )
@@ -87,7 +87,7 @@ def test_end_token_finishes_sequences_with_padding_and_frozen_carry():
     )
     np.testing.assert_array_equal(tokens, expected)
     np.testing.assert_allclose(carry, expected_carry, atol=1e-6)
-    lengths = jaxrnn.decoded_lengths(tokens, end)
+    lengths = jaxrnn.decoding.decoded_lengths(tokens, end)
     assert bool(jnp.any(lengths < 12))
     for b in range(BATCH):
         after = np.asarray(tokens[int(lengths[b]) :, b])
@@ -119,23 +119,28 @@ def test_sampling_uses_the_key_and_low_temperature_is_greedy():
 def test_continuous_outputs_and_custom_functions_batch_like_vmap():
     """Feed back a real-valued prediction; batching equals vmap over single sequences."""
     params = jaxrnn.init_params(jax.random.key(0), "gru", 2, HIDDEN)
-    out = jaxrnn.init_readout(jax.random.key(1), HIDDEN, 2)
+    out = jaxrnn.heads.init_readout(jax.random.key(1), HIDDEN, 2)
 
     def gen(x0):
-        return jaxrnn.generate(
-            params, None, x0, 7, readout=lambda y: jaxrnn.readout(out, y, "tanh"), choose="identity"
+        return jaxrnn.decoding.generate(
+            params,
+            None,
+            x0,
+            7,
+            readout=lambda y: jaxrnn.heads.readout(out, y, "tanh"),
+            choose="identity",
         )[1]
 
     x0 = jax.random.normal(jax.random.key(2), (3, 2))
     batched = gen(x0)
     assert batched.shape == (7, 3, 2)
     np.testing.assert_allclose(batched, jnp.moveaxis(jax.vmap(gen)(x0), 0, 1), atol=1e-6)
-    custom = jaxrnn.generate(
+    custom = jaxrnn.decoding.generate(
         params,
         None,
         x0,
         7,
-        readout=lambda y: jaxrnn.readout(out, y, "tanh"),
+        readout=lambda y: jaxrnn.heads.readout(out, y, "tanh"),
         choose=lambda scores, key: scores,
     )[1]
     np.testing.assert_allclose(custom, batched)
@@ -143,7 +148,7 @@ def test_continuous_outputs_and_custom_functions_batch_like_vmap():
 
 def test_decoded_lengths():
     tokens = jnp.array([[3, 1, 0], [1, 2, 0], [0, 1, 0]])  # (time, batch), end token 1
-    np.testing.assert_array_equal(jaxrnn.decoded_lengths(tokens, 1), [2, 1, 3])
+    np.testing.assert_array_equal(jaxrnn.decoding.decoded_lengths(tokens, 1), [2, 1, 3])
 
 
 @pytest.mark.parametrize(
@@ -169,17 +174,17 @@ def test_errors(options, error, match):
     params, out, table = make_model("rnn")
     options = {
         "num_steps": 3,
-        "readout": lambda y: jaxrnn.readout(out, y),
+        "readout": lambda y: jaxrnn.heads.readout(out, y),
         "embed": lambda t: table[t],
         **options,
     }
     with pytest.raises(error, match=match):
-        jaxrnn.generate(params, None, table[jnp.zeros(BATCH, int)], **options)
+        jaxrnn.decoding.generate(params, None, table[jnp.zeros(BATCH, int)], **options)
 
 
 def test_bidirectional_params_are_rejected():
     params = jaxrnn.init_params(jax.random.key(0), "gru", EMBED, HIDDEN, bidirectional=True)
     with pytest.raises(ValueError, match="cell_step: params must be a cell or a stack"):
-        jaxrnn.generate(
+        jaxrnn.decoding.generate(
             params, None, jnp.ones((2, EMBED)), 3, choose="identity", embed=lambda y: y[..., :EMBED]
         )

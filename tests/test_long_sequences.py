@@ -32,11 +32,11 @@ def assert_trees_close(a, b, **tolerances):
 
 def test_split_chunks_and_chunk_lengths():
     xs = jnp.arange(TIME * 2).reshape(TIME, 2)
-    chunks = jaxrnn.split_chunks({"xs": xs}, CHUNK)["xs"]
+    chunks = jaxrnn.long_sequences.split_chunks({"xs": xs}, CHUNK)["xs"]
     assert chunks.shape == (TIME // CHUNK, CHUNK, 2)
     np.testing.assert_array_equal(chunks.reshape(TIME, 2), xs)
     lengths = jnp.array([12, 5, 0])
-    per_chunk = jaxrnn.chunk_lengths(lengths, TIME // CHUNK, CHUNK)
+    per_chunk = jaxrnn.long_sequences.chunk_lengths(lengths, TIME // CHUNK, CHUNK)
     np.testing.assert_array_equal(per_chunk.sum(0), lengths)
     # the chunks' masks, side by side, are the whole sequence's mask
     masks = jax.vmap(lambda l: jaxrnn.sequence_mask(l, CHUNK))(per_chunk)
@@ -47,9 +47,9 @@ def test_split_chunks_and_chunk_lengths():
 def test_truncated_bptt_equals_chunk_by_chunk_gradients(cell):
     """Oracle: a Python loop in which each chunk starts from a constant (numpy) carry."""
     params, xs, targets = make(cell)
-    chunks = jaxrnn.split_chunks((xs, targets), CHUNK)
+    chunks = jaxrnn.long_sequences.split_chunks((xs, targets), CHUNK)
     carry0 = jaxrnn.init_carry(params, (BATCH,))
-    carry, losses, grads = jax.jit(jaxrnn.truncated_bptt, static_argnums=0)(
+    carry, losses, grads = jax.jit(jaxrnn.long_sequences.truncated_bptt, static_argnums=0)(
         chunk_loss, params, carry0, chunks
     )
     expected_grads = jax.tree.map(jnp.zeros_like, params)
@@ -85,8 +85,11 @@ def test_gradients_do_not_cross_chunk_boundaries(chunk_size, crosses):
         return jnp.sum(weight[:, None, None] * (ys - targets) ** 2), carry
 
     offset = jnp.zeros((num_chunks, chunk_size, BATCH, INPUT))
-    chunks = (*jaxrnn.split_chunks((xs, targets, weight), chunk_size), jnp.arange(num_chunks))
-    _, _, (_, offset_grad) = jaxrnn.truncated_bptt(
+    chunks = (
+        *jaxrnn.long_sequences.split_chunks((xs, targets, weight), chunk_size),
+        jnp.arange(num_chunks),
+    )
+    _, _, (_, offset_grad) = jaxrnn.long_sequences.truncated_bptt(
         loss_fn, (cell, offset), jaxrnn.init_carry(cell, (BATCH,)), chunks
     )
     offset_grad = offset_grad.reshape(TIME, BATCH, INPUT)
@@ -111,7 +114,7 @@ def test_reset_carry_resets_only_flagged_sequences():
     initial = jax.tree.map(jnp.ones_like, carry)
     reset = jnp.array([True, False])
     for init, value in ((None, 0.0), (initial, 1.0)):
-        new = jaxrnn.reset_carry(params, carry, reset, init)
+        new = jaxrnn.long_sequences.reset_carry(params, carry, reset, init)
         assert bool(jnp.all(new.h[0] == value)) and bool(jnp.all(new.c[0] == value))
         np.testing.assert_array_equal(new.h[1], carry.h[1])
         np.testing.assert_array_equal(new.c[1], carry.c[1])
@@ -121,7 +124,7 @@ def test_unroll_with_resets_equals_separate_sequences():
     params, xs, _ = make("gru")
     resets = jnp.zeros((TIME, BATCH), bool).at[5, 0].set(True).at[0, 1].set(True)
     carry0 = jax.random.normal(jax.random.key(3), (BATCH, HIDDEN))
-    carry, ys = jax.jit(jaxrnn.unroll_with_resets)(params, carry0, xs, resets)
+    carry, ys = jax.jit(jaxrnn.long_sequences.unroll_with_resets)(params, carry0, xs, resets)
     _, first = jaxrnn.unroll(params, carry0[0], xs[:5, 0])
     last_carry, second = jaxrnn.unroll(params, None, xs[5:, 0])
     np.testing.assert_allclose(ys[:, 0], jnp.concatenate([first, second]), rtol=1e-5, atol=1e-6)
@@ -135,23 +138,27 @@ def test_unroll_with_resets_equals_separate_sequences():
     ("call", "error", "match"),
     [
         (
-            lambda p: jaxrnn.split_chunks(jnp.ones((10, 2)), 4),
+            lambda p: jaxrnn.long_sequences.split_chunks(jnp.ones((10, 2)), 4),
             ValueError,
             r"split_chunks: xs must have a time axis that is a multiple of chunk_size=4; "
             r"got \(10, 2\)",
         ),
         (
-            lambda p: jaxrnn.reset_carry(p, jnp.zeros((2, HIDDEN)), jnp.array([1, 0])),
+            lambda p: jaxrnn.long_sequences.reset_carry(
+                p, jnp.zeros((2, HIDDEN)), jnp.array([1, 0])
+            ),
             TypeError,
             "reset_carry: reset_mask must have dtype bool; got int32",
         ),
         (
-            lambda p: jaxrnn.reset_carry(p, jnp.zeros((3, HIDDEN)), jnp.array([True, False])),
+            lambda p: jaxrnn.long_sequences.reset_carry(
+                p, jnp.zeros((3, HIDDEN)), jnp.array([True, False])
+            ),
             ValueError,
             r"reset_carry: carry must match init_carry\(params, batch_shape=\(2,\)\)",
         ),
         (
-            lambda p: jaxrnn.unroll_with_resets(
+            lambda p: jaxrnn.long_sequences.unroll_with_resets(
                 p, None, jnp.ones((3, 2, INPUT)), jnp.zeros((3, 3), bool)
             ),
             ValueError,

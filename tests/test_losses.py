@@ -47,9 +47,9 @@ def make_inputs(name, key, fill=None):
 
 
 LOSSES = {
-    "bce": jaxrnn.sequence_binary_cross_entropy,
-    "softmax": jaxrnn.sequence_softmax_cross_entropy,
-    "mse": jaxrnn.sequence_mean_squared_error,
+    "bce": jaxrnn.losses.sequence_binary_cross_entropy,
+    "softmax": jaxrnn.losses.sequence_softmax_cross_entropy,
+    "mse": jaxrnn.losses.sequence_mean_squared_error,
 }
 
 
@@ -94,7 +94,7 @@ def test_padding_never_counts_in_value_or_gradient(name):
 def test_no_lengths_means_all_steps_and_none_reduction_is_masked():
     z, y, _ = make_inputs("softmax", jax.random.key(2))
     full = jnp.full(LENGTHS.shape, TIME)
-    loss = jaxrnn.sequence_softmax_cross_entropy
+    loss = jaxrnn.losses.sequence_softmax_cross_entropy
     np.testing.assert_allclose(loss(z, y), loss(z, y, lengths=full), rtol=1e-6)
     per_step = loss(z, y, lengths=LENGTHS, reduction="none")
     assert bool(jnp.all(per_step[~jaxrnn.sequence_mask(LENGTHS, TIME)] == 0))
@@ -107,40 +107,46 @@ def test_sequence_mask_and_masked_reduce():
     mask = jaxrnn.sequence_mask(LENGTHS, TIME)
     expected = np.arange(TIME)[:, None, None] < np.asarray(LENGTHS)[None]
     np.testing.assert_array_equal(mask, expected)
-    assert float(jaxrnn.masked_reduce(jnp.ones((TIME, 2, 3)), LENGTHS, "sum")) == LENGTHS.sum()
+    assert (
+        float(jaxrnn.losses.masked_reduce(jnp.ones((TIME, 2, 3)), LENGTHS, "sum")) == LENGTHS.sum()
+    )
     # an all-empty batch has mean 0, not NaN
-    assert float(jaxrnn.masked_reduce(jnp.ones((TIME, 2)), jnp.zeros(2, int), "mean")) == 0.0
+    assert float(jaxrnn.losses.masked_reduce(jnp.ones((TIME, 2)), jnp.zeros(2, int), "mean")) == 0.0
 
 
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
         (
-            lambda: jaxrnn.sequence_binary_cross_entropy(jnp.ones((3, 2, 1)), jnp.ones((3, 2))),
+            lambda: jaxrnn.losses.sequence_binary_cross_entropy(
+                jnp.ones((3, 2, 1)), jnp.ones((3, 2))
+            ),
             ValueError,
             r"labels must have the shape of logits \(3, 2, 1\); got \(3, 2\)",
         ),
         (
-            lambda: jaxrnn.sequence_softmax_cross_entropy(jnp.ones((3, 2, 4)), jnp.ones((3, 2))),
+            lambda: jaxrnn.losses.sequence_softmax_cross_entropy(
+                jnp.ones((3, 2, 4)), jnp.ones((3, 2))
+            ),
             TypeError,
             "labels must have an integer dtype; got float32",
         ),
         (
-            lambda: jaxrnn.sequence_softmax_cross_entropy(
+            lambda: jaxrnn.losses.sequence_softmax_cross_entropy(
                 jnp.ones((3, 2, 4)), jnp.ones((3, 3), int)
             ),
             ValueError,
             r"labels must have shape \(time, \.\.\.\) = \(3, 2\); got \(3, 3\)",
         ),
         (
-            lambda: jaxrnn.sequence_mean_squared_error(
+            lambda: jaxrnn.losses.sequence_mean_squared_error(
                 jnp.ones((3, 2, 1)), jnp.ones((3, 2, 1)), lengths=jnp.ones(3, int)
             ),
             ValueError,
             r"lengths must have the batch shape .*\(2,\); got \(3,\)",
         ),
         (
-            lambda: jaxrnn.sequence_mean_squared_error(
+            lambda: jaxrnn.losses.sequence_mean_squared_error(
                 jnp.ones((3, 2, 1)), jnp.ones((3, 2, 1)), reduction="avg"
             ),
             ValueError,

@@ -24,7 +24,11 @@ def numpy_pool(kind, ys, lengths):
     return out
 
 
-POOLS = {"last": jaxrnn.pool_last, "mean": jaxrnn.pool_mean, "max": jaxrnn.pool_max}
+POOLS = {
+    "last": jaxrnn.pooling.pool_last,
+    "mean": jaxrnn.pooling.pool_mean,
+    "max": jaxrnn.pooling.pool_max,
+}
 
 
 @pytest.mark.parametrize("kind", sorted(POOLS))
@@ -59,9 +63,9 @@ def test_final_hidden_is_last_valid_output_when_unidirectional(options):
     params = jaxrnn.init_params(jax.random.key(0), options.pop("cell"), 3, 4, **options)
     xs = jax.random.normal(jax.random.key(1), (TIME, 4, 3))
     carry, ys = jaxrnn.unroll(params, None, xs, lengths=LENGTHS)
-    hidden = jaxrnn.final_hidden(carry)
+    hidden = jaxrnn.pooling.final_hidden(carry)
     non_empty = LENGTHS > 0
-    np.testing.assert_allclose(hidden[non_empty], jaxrnn.pool_last(ys, LENGTHS)[non_empty])
+    np.testing.assert_allclose(hidden[non_empty], jaxrnn.pooling.pool_last(ys, LENGTHS)[non_empty])
 
 
 @pytest.mark.parametrize("merge", ["concat", "sum", "mean"])
@@ -70,36 +74,36 @@ def test_final_hidden_of_bidirectional_reads_both_directions(merge):
     params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4, bidirectional=True)
     xs = jax.random.normal(jax.random.key(1), (TIME, 4, 3))
     carry, ys = jaxrnn.unroll(params, None, xs, lengths=LENGTHS)
-    forward = jaxrnn.pool_last(ys[..., :4], LENGTHS)
+    forward = jaxrnn.pooling.pool_last(ys[..., :4], LENGTHS)
     backward = ys[0, :, 4:]
     expected = {
         "concat": jnp.concatenate([forward, backward], -1),
         "sum": forward + backward,
         "mean": (forward + backward) / 2,
     }[merge]
-    np.testing.assert_allclose(jaxrnn.final_hidden(carry, merge=merge), expected, rtol=1e-6)
+    np.testing.assert_allclose(jaxrnn.pooling.final_hidden(carry, merge=merge), expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
         (
-            lambda: jaxrnn.pool_mean(jnp.ones((3, 2, 1)), jnp.ones(3, int)),
+            lambda: jaxrnn.pooling.pool_mean(jnp.ones((3, 2, 1)), jnp.ones(3, int)),
             ValueError,
             r"pool_mean: lengths must have the batch shape of xs \(2,\); got \(3,\)",
         ),
         (
-            lambda: jaxrnn.pool_max(jnp.ones((3, 2, 1)), jnp.ones(2)),
+            lambda: jaxrnn.pooling.pool_max(jnp.ones((3, 2, 1)), jnp.ones(2)),
             TypeError,
             "pool_max: lengths must have an integer dtype; got float32",
         ),
         (
-            lambda: jaxrnn.final_hidden({"h": jnp.ones(2)}),
+            lambda: jaxrnn.pooling.final_hidden({"h": jnp.ones(2)}),
             ValueError,
             "final_hidden: carry must hold the top layer's output",
         ),
         (
-            lambda: jaxrnn.final_hidden(jnp.ones(2), merge="max"),
+            lambda: jaxrnn.pooling.final_hidden(jnp.ones(2), merge="max"),
             ValueError,
             "final_hidden: merge must be one of 'concat', 'sum', 'mean'; got 'max'",
         ),

@@ -144,9 +144,11 @@ def test_wrapping_keeps_structure_and_unwraps():
 def test_wrapper_cells_keep_their_unrollers():
     # regularize's dropout lives in its own unroller: the cast must go inside, not around.
     cell = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 8)
-    mixed = mixed_precision(jaxrnn.regularize(cell, recurrent_dropout=0.5))
-    assert type(mixed) is jaxrnn.Regularized and isinstance(mixed.cell, MixedPrecision)
-    assert full_precision(mixed) == jaxrnn.regularize(cell, recurrent_dropout=0.5)
+    mixed = mixed_precision(jaxrnn.regularization.regularize(cell, recurrent_dropout=0.5))
+    assert type(mixed) is jaxrnn.regularization.Regularized and isinstance(
+        mixed.cell, MixedPrecision
+    )
+    assert full_precision(mixed) == jaxrnn.regularization.regularize(cell, recurrent_dropout=0.5)
     xs = jnp.ones((4, 2, 3))
     _, train = jaxrnn.unroll(mixed, None, xs, key=jax.random.key(1))
     _, evaluation = jaxrnn.unroll(mixed, None, xs)

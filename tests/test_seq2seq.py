@@ -37,10 +37,12 @@ def copy_batch(key, batch, vocab=VOCAB, max_source=MAX_SOURCE):
 @jax.jit
 def sequence_log_prob(params, source, source_lengths, tokens, lengths):
     """log p(tokens[:lengths] | source) by teacher forcing."""
-    logits = jaxrnn.seq2seq_logits(
+    logits = jaxrnn.seq2seq.seq2seq_logits(
         params, source, source_lengths, tokens, lengths, start_token=START
     )
-    nll = jaxrnn.sequence_softmax_cross_entropy(logits, tokens, lengths=lengths, reduction="none")
+    nll = jaxrnn.losses.sequence_softmax_cross_entropy(
+        logits, tokens, lengths=lengths, reduction="none"
+    )
     return -nll.sum(0)
 
 
@@ -62,7 +64,7 @@ def config_id(config):
 
 
 def init(config, seed=0, hidden_size=4):
-    return jaxrnn.init_seq2seq(
+    return jaxrnn.seq2seq.init_seq2seq(
         jax.random.key(seed), VOCAB, VOCAB, embed_size=3, hidden_size=hidden_size, **config
     )
 
@@ -71,15 +73,15 @@ def init(config, seed=0, hidden_size=4):
 def test_shapes_bridge_and_gradients_reach_every_part(config):
     params = init(config)
     source, source_lengths, targets, target_lengths = copy_batch(jax.random.key(1), 3)
-    encoder_carry, encoder_ys = jaxrnn.encode(params, source, source_lengths)
-    decoder_carry = jaxrnn.bridge_carry(params, encoder_carry)
+    encoder_carry, encoder_ys = jaxrnn.seq2seq.encode(params, source, source_lengths)
+    decoder_carry = jaxrnn.seq2seq.bridge_carry(params, encoder_carry)
     expected = jax.eval_shape(lambda: jaxrnn.init_carry(params.decoder, (3,)))
     assert jax.tree.structure(decoder_carry) == jax.tree.structure(expected)
     assert [a.shape for a in jax.tree.leaves(decoder_carry)] == [
         a.shape for a in jax.tree.leaves(expected)
     ]
     assert encoder_ys.shape[:2] == source.shape
-    loss_fn = functools.partial(jaxrnn.seq2seq_loss, start_token=START)
+    loss_fn = functools.partial(jaxrnn.seq2seq.seq2seq_loss, start_token=START)
     loss, grads = jax.jit(jax.value_and_grad(loss_fn))(
         params, source, source_lengths, targets, target_lengths
     )
@@ -96,10 +98,10 @@ def test_shapes_bridge_and_gradients_reach_every_part(config):
 def test_bidirectional_bridge_combines_directions(bridge):
     params = init(dict(cell="lstm", bidirectional_encoder=True, bridge=bridge))
     source, source_lengths, _, _ = copy_batch(jax.random.key(2), 3)
-    encoder_carry, _ = jaxrnn.encode(params, source, source_lengths)
+    encoder_carry, _ = jaxrnn.seq2seq.encode(params, source, source_lengths)
     forward, backward = encoder_carry.forward, encoder_carry.backward
     combine = {"concat": lambda f, b: jnp.concatenate([f, b], -1), "sum": jnp.add}[bridge]
-    bridged = jaxrnn.bridge_carry(params, encoder_carry)
+    bridged = jaxrnn.seq2seq.bridge_carry(params, encoder_carry)
     np.testing.assert_allclose(bridged.h, combine(forward.h, backward.h))
     np.testing.assert_allclose(bridged.c, combine(forward.c, backward.c))
 
@@ -107,8 +109,8 @@ def test_bidirectional_bridge_combines_directions(bridge):
 def test_unidirectional_bridge_hands_the_carry_over():
     params = init(dict(cell="gru", num_layers=2))
     source, source_lengths, _, _ = copy_batch(jax.random.key(2), 3)
-    encoder_carry, _ = jaxrnn.encode(params, source, source_lengths)
-    bridged = jaxrnn.bridge_carry(params, encoder_carry)
+    encoder_carry, _ = jaxrnn.seq2seq.encode(params, source, source_lengths)
+    bridged = jaxrnn.seq2seq.bridge_carry(params, encoder_carry)
     jax.tree.map(np.testing.assert_array_equal, bridged, encoder_carry)
 
 
@@ -118,7 +120,7 @@ def test_padding_tokens_change_nothing():
     source_junk = jnp.where(jaxrnn.sequence_mask(source_lengths, MAX_SOURCE), source, VOCAB - 1)
     valid_targets = jaxrnn.sequence_mask(target_lengths, MAX_SOURCE + 1)
     targets_junk = jnp.where(valid_targets, targets, FIRST)
-    loss_fn = jax.jit(functools.partial(jaxrnn.seq2seq_loss, start_token=START))
+    loss_fn = jax.jit(functools.partial(jaxrnn.seq2seq.seq2seq_loss, start_token=START))
     np.testing.assert_allclose(
         loss_fn(params, source, source_lengths, targets, target_lengths),
         loss_fn(params, source_junk, source_lengths, targets_junk, target_lengths),
@@ -128,7 +130,9 @@ def test_padding_tokens_change_nothing():
 
 def test_shift_right():
     targets = jnp.array([[5, 6], [7, 8], [2, 0]])
-    np.testing.assert_array_equal(jaxrnn.shift_right(targets, START), [[1, 1], [5, 6], [7, 8]])
+    np.testing.assert_array_equal(
+        jaxrnn.seq2seq.shift_right(targets, START), [[1, 1], [5, 6], [7, 8]]
+    )
 
 
 def test_greedy_is_argmax_of_teacher_forcing_on_its_own_output_and_pads_after_end():
@@ -136,17 +140,21 @@ def test_greedy_is_argmax_of_teacher_forcing_on_its_own_output_and_pads_after_en
     params = init(CONFIGS[1], seed=4)
     bias = params.readout.b_y.at[END].set(0.5)
     params = params.__class__(
-        **{**vars(params), "readout": jaxrnn.ReadoutParams(params.readout.w_y * 3, bias)}
+        **{**vars(params), "readout": jaxrnn.heads.ReadoutParams(params.readout.w_y * 3, bias)}
     )
     source, source_lengths, _, _ = copy_batch(jax.random.key(5), 16)
     decode = jax.jit(
         functools.partial(
-            jaxrnn.greedy_decode, max_length=6, start_token=START, end_token=END, pad_token=PAD
+            jaxrnn.seq2seq.greedy_decode,
+            max_length=6,
+            start_token=START,
+            end_token=END,
+            pad_token=PAD,
         )
     )
     tokens, lengths = decode(params, source, source_lengths)
     assert tokens.shape == (6, 16) and bool(jnp.any(lengths < 6)) and bool(jnp.any(lengths > 1))
-    logits = jaxrnn.seq2seq_logits(
+    logits = jaxrnn.seq2seq.seq2seq_logits(
         params, source, source_lengths, tokens, lengths, start_token=START
     )
     valid = jaxrnn.sequence_mask(lengths, 6)
@@ -163,7 +171,11 @@ def test_sampling_is_reproducible_and_covers_tokens():
     source, source_lengths, _, _ = copy_batch(jax.random.key(6), 8)
     sample = jax.jit(
         functools.partial(
-            jaxrnn.sample_decode, max_length=5, start_token=START, end_token=END, temperature=3.0
+            jaxrnn.seq2seq.sample_decode,
+            max_length=5,
+            start_token=START,
+            end_token=END,
+            temperature=3.0,
         )
     )
     a, lengths_a = sample(params, source, source_lengths, key=jax.random.key(7))
@@ -180,17 +192,17 @@ def test_beam_search_finds_the_most_likely_output_by_brute_force():
     """With a beam of vocab**(max_length - 1) hypotheses nothing is pruned: the result
     must be the best of all vocab**max_length outputs, scored by teacher forcing."""
     vocab, max_length = 4, 3
-    params = jaxrnn.init_seq2seq(
+    params = jaxrnn.seq2seq.init_seq2seq(
         jax.random.key(9), vocab, vocab, embed_size=3, hidden_size=4, cell="gru"
     )
     params = params.__class__(
         **{
             **vars(params),
-            "readout": jaxrnn.ReadoutParams(params.readout.w_y * 4, params.readout.b_y),
+            "readout": jaxrnn.heads.ReadoutParams(params.readout.w_y * 4, params.readout.b_y),
         }
     )
     source, source_lengths, _, _ = copy_batch(jax.random.key(10), 2, vocab=vocab, max_source=3)
-    tokens, lengths, scores = jaxrnn.beam_search(
+    tokens, lengths, scores = jaxrnn.seq2seq.beam_search(
         params,
         source,
         source_lengths,
@@ -202,7 +214,7 @@ def test_beam_search_finds_the_most_likely_output_by_brute_force():
     )
     # every output: tokens after the first END become PAD
     outputs = jnp.array(list(itertools.product(range(vocab), repeat=max_length))).T  # (3, 64)
-    out_lengths = jaxrnn.decoded_lengths(outputs, END)
+    out_lengths = jaxrnn.decoding.decoded_lengths(outputs, END)
     outputs = jnp.where(jaxrnn.sequence_mask(out_lengths, max_length), outputs, PAD)
     n = outputs.shape[1]
     for b in range(2):
@@ -217,10 +229,10 @@ def test_beam_search_finds_the_most_likely_output_by_brute_force():
         np.testing.assert_allclose(scores[b], log_probs[best], rtol=1e-5)
         np.testing.assert_array_equal(tokens[:, b], outputs[:, best])
         assert int(lengths[b]) == int(out_lengths[best])
-    greedy, _ = jaxrnn.greedy_decode(
+    greedy, _ = jaxrnn.seq2seq.greedy_decode(
         params, source, source_lengths, max_length=max_length, start_token=START, end_token=END
     )
-    beam_one, _, _ = jaxrnn.beam_search(
+    beam_one, _, _ = jaxrnn.seq2seq.beam_search(
         params,
         source,
         source_lengths,
@@ -235,7 +247,7 @@ def test_beam_search_finds_the_most_likely_output_by_brute_force():
 def test_learns_to_copy_with_dropout_and_greedy_decode_reproduces_the_input():
     """End to end: train a two-layer model with dropout (a fresh key every step) on random
     copy data; the loss falls, and greedy decoding (no dropout) copies."""
-    params = jaxrnn.init_seq2seq(
+    params = jaxrnn.seq2seq.init_seq2seq(
         jax.random.key(0),
         VOCAB,
         VOCAB,
@@ -248,24 +260,27 @@ def test_learns_to_copy_with_dropout_and_greedy_decode_reproduces_the_input():
     )
 
     def loss_fn(params, source, source_lengths, targets, target_lengths, key):
-        return jaxrnn.seq2seq_loss(
+        return jaxrnn.seq2seq.seq2seq_loss(
             params, source, source_lengths, targets, target_lengths, start_token=START, key=key
         )
 
-    train = jaxrnn.make_train_step(loss_fn, optax.adam(1e-2), max_grad_norm=1.0)
+    train = jaxrnn.train.make_train_step(loss_fn, optax.adam(1e-2), max_grad_norm=1.0)
     make = jax.jit(copy_batch, static_argnums=1)
 
     def batches(epoch):
         for step in range(150):
             yield (*make(jax.random.key(step), 64), jax.random.key(10**5 + step))
 
-    state, history = jaxrnn.fit(train, train.init(params), batches, progress=False)
+    state, history = jaxrnn.train.fit(train, train.init(params), batches, progress=False)
     assert np.mean(history[-10:]) < 0.05 * history[0]
     assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(state.params))
     source, source_lengths, targets, target_lengths = copy_batch(jax.random.key(10**6), 256)
     tokens, lengths = jax.jit(
         functools.partial(
-            jaxrnn.greedy_decode, max_length=MAX_SOURCE + 1, start_token=START, end_token=END
+            jaxrnn.seq2seq.greedy_decode,
+            max_length=MAX_SOURCE + 1,
+            start_token=START,
+            end_token=END,
         )
     )(state.params, source, source_lengths)
     valid = jaxrnn.sequence_mask(target_lengths, MAX_SOURCE + 1)
@@ -305,9 +320,13 @@ def init_dropout(name, dropout=None):
         config["dropout"] = dropout
     params = init(config)
     if regularized == "encoder":
-        return dataclasses.replace(params, encoder=jaxrnn.regularize(params.encoder, **RATES))
+        return dataclasses.replace(
+            params, encoder=jaxrnn.regularization.regularize(params.encoder, **RATES)
+        )
     decoder = params.decoder
-    decoder = dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell, **RATES))
+    decoder = dataclasses.replace(
+        decoder, cell=jaxrnn.regularization.regularize(decoder.cell, **RATES)
+    )
     return dataclasses.replace(params, decoder=decoder)
 
 
@@ -321,15 +340,15 @@ def logits_by_hand(params, source, source_lengths, targets, target_lengths, keys
         params.encoder, None, embedded, lengths=source_lengths, key=encoder_key
     )
     decoder = params.decoder
-    if isinstance(decoder, jaxrnn.AttentionCell):
-        decoder = jaxrnn.with_memory(decoder, encoder_ys, source_lengths)
-    carry = jaxrnn.bridge_carry(params, encoder_carry)
-    inputs = params.target_embedding[jaxrnn.shift_right(targets, START)]
+    if isinstance(decoder, jaxrnn.attention.AttentionCell):
+        decoder = jaxrnn.attention.with_memory(decoder, encoder_ys, source_lengths)
+    carry = jaxrnn.seq2seq.bridge_carry(params, encoder_carry)
+    inputs = params.target_embedding[jaxrnn.seq2seq.shift_right(targets, START)]
     _, ys = jaxrnn.unroll(decoder, carry, inputs, lengths=target_lengths, key=decoder_key)
-    return jaxrnn.readout(params.readout, ys)
+    return jaxrnn.heads.readout(params.readout, ys)
 
 
-logits_fn = jax.jit(functools.partial(jaxrnn.seq2seq_logits, start_token=START))
+logits_fn = jax.jit(functools.partial(jaxrnn.seq2seq.seq2seq_logits, start_token=START))
 
 
 @pytest.mark.parametrize("name", list(DROPOUT_CONFIGS))
@@ -371,8 +390,12 @@ def test_key_drops_in_encoder_and_decoder_with_their_own_keys(name):
 def test_regularizing_a_bound_attention_decoder_says_to_regularize_its_cell():
     """regularize() checks a cell on one sequence, which a decoder bound to a batch of
     memories cannot run: the error says what to regularize instead, and that works."""
-    decoder = jaxrnn.init_attention_cell(jax.random.key(23), "gru", 3, 4, 4, kind="luong_dot")
-    decoder = jaxrnn.with_memory(decoder, jax.random.normal(jax.random.key(24), (5, 3, 4)))
+    decoder = jaxrnn.attention.init_attention_cell(
+        jax.random.key(23), "gru", 3, 4, 4, kind="luong_dot"
+    )
+    decoder = jaxrnn.attention.with_memory(
+        decoder, jax.random.normal(jax.random.key(24), (5, 3, 4))
+    )
     with pytest.raises(
         ValueError,
         match=r"regularize: params must hold cells that run on any batch shape \(an attention "
@@ -380,8 +403,10 @@ def test_regularizing_a_bound_attention_decoder_says_to_regularize_its_cell():
         r"instead, dataclasses.replace\(decoder, cell=jaxrnn.regularize\(decoder.cell, "
         r"\.\.\.\)\)\); got AttentionCell",
     ):
-        jaxrnn.regularize(decoder, output_dropout=0.2)
-    fixed = dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell, output_dropout=0.5))
+        jaxrnn.regularization.regularize(decoder, output_dropout=0.2)
+    fixed = dataclasses.replace(
+        decoder, cell=jaxrnn.regularization.regularize(decoder.cell, output_dropout=0.5)
+    )
     xs = jax.random.normal(jax.random.key(25), (2, 3, 3))
     _, ys = jaxrnn.unroll(fixed, None, xs, key=jax.random.key(26))
     assert not np.allclose(ys, jaxrnn.unroll(decoder, None, xs)[1]), "no dropout"
@@ -424,14 +449,14 @@ def test_regularizing_a_bound_attention_decoder_says_to_regularize_its_cell():
             for where, call, got in [
                 (
                     "seq2seq_loss",
-                    lambda p: jaxrnn.seq2seq_loss(
+                    lambda p: jaxrnn.seq2seq.seq2seq_loss(
                         p, jnp.zeros((3, 2), int), None, jnp.ones((2, 2), int), start_token=1, key=0
                     ),
                     "int",
                 ),
                 (
                     "seq2seq_logits",
-                    lambda p: jaxrnn.seq2seq_logits(
+                    lambda p: jaxrnn.seq2seq.seq2seq_logits(
                         p,
                         jnp.zeros((3, 2), int),
                         None,
@@ -441,16 +466,20 @@ def test_regularizing_a_bound_attention_decoder_says_to_regularize_its_cell():
                     ),
                     r"key<fry>\[2\]",
                 ),
-                ("encode", lambda p: jaxrnn.encode(p, jnp.zeros((3, 2), int), key=1.0), "float"),
+                (
+                    "encode",
+                    lambda p: jaxrnn.seq2seq.encode(p, jnp.zeros((3, 2), int), key=1.0),
+                    "float",
+                ),
             ]
         ],
         (
-            lambda p: jaxrnn.encode(p, jnp.zeros((3, 2))),
+            lambda p: jaxrnn.seq2seq.encode(p, jnp.zeros((3, 2))),
             ValueError,
             r"encode: source must be integer tokens of shape \(time, \.\.\.\); got float32\(3, 2\)",
         ),
         (
-            lambda p: jaxrnn.beam_search(
+            lambda p: jaxrnn.seq2seq.beam_search(
                 p,
                 jnp.zeros((3, 2), int),
                 beam_size=0,

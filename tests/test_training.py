@@ -31,7 +31,7 @@ def regression_problem():
 def test_step_equals_hand_written_optax(max_grad_norm):
     params, xs, targets = regression_problem()
     optimizer = optax.sgd(0.5)
-    train = jaxrnn.make_train_step(regression_loss, optimizer, max_grad_norm=max_grad_norm)
+    train = jaxrnn.train.make_train_step(regression_loss, optimizer, max_grad_norm=max_grad_norm)
     state, metrics = train.step(train.init(params), xs, targets)
 
     loss, grads = jax.value_and_grad(regression_loss)(params, xs, targets)
@@ -54,7 +54,7 @@ def test_has_aux_carries_state_across_chunks():
         carry, ys = jaxrnn.unroll(params, carry, xs)
         return jnp.mean((ys[..., 0] - targets) ** 2), carry
 
-    train = jaxrnn.make_train_step(loss_fn, optax.adam(1e-2), has_aux=True)
+    train = jaxrnn.train.make_train_step(loss_fn, optax.adam(1e-2), has_aux=True)
     state, carry = train.init(params), jaxrnn.init_carry(params, (3,))
     state, metrics = train.step(state, carry, xs, targets)
     expected_carry, _ = jaxrnn.unroll(params, carry, xs)
@@ -65,18 +65,18 @@ def test_has_aux_carries_state_across_chunks():
 
 def test_fit_runs_every_batch_every_epoch_and_shows_the_loss(capsys):
     params, xs, targets = regression_problem()
-    train = jaxrnn.make_train_step(regression_loss, optax.adam(1e-2))
+    train = jaxrnn.train.make_train_step(regression_loss, optax.adam(1e-2))
     seen = []
 
     def batches(epoch):
         seen.append(epoch)
         return [(xs, targets), (xs[:, :2], targets[:, :2])]
 
-    state, history = jaxrnn.fit(train, train.init(params), batches, num_epochs=3, log_every=2)
+    state, history = jaxrnn.train.fit(train, train.init(params), batches, num_epochs=3, log_every=2)
     assert seen == [0, 1, 2] and len(history) == 6 and int(state.step) == 6
     assert all(isinstance(loss, float) for loss in history)
     assert "loss=" in capsys.readouterr().err
-    _, history = jaxrnn.fit(train, state, [(xs, targets)], num_epochs=2, progress=False)
+    _, history = jaxrnn.train.fit(train, state, [(xs, targets)], num_epochs=2, progress=False)
     assert len(history) == 2
 
 
@@ -88,9 +88,9 @@ def test_fit_runs_every_batch_every_epoch_and_shows_the_loss(capsys):
     ],
 )
 def test_fit_errors(batches, match):
-    train = jaxrnn.make_train_step(lambda p, *b: 0.0, optax.sgd(1.0))
+    train = jaxrnn.train.make_train_step(lambda p, *b: 0.0, optax.sgd(1.0))
     with pytest.raises(TypeError, match=match):
-        jaxrnn.fit(train, train.init({}), batches, progress=False)
+        jaxrnn.train.fit(train, train.init({}), batches, progress=False)
 
 
 def majority_data(key, batch, max_time=9):
@@ -109,21 +109,24 @@ def test_many_to_one_classifier_learns():
     """End to end: unroll + final_hidden + readout + masked lengths; loss falls and
     accuracy beats chance (50%) by a clear margin."""
     k1, k2 = jax.random.split(jax.random.key(0))
-    params = {"rnn": jaxrnn.init_params(k1, "gru", 1, 16), "out": jaxrnn.init_readout(k2, 16, 1)}
+    params = {
+        "rnn": jaxrnn.init_params(k1, "gru", 1, 16),
+        "out": jaxrnn.heads.init_readout(k2, 16, 1),
+    }
 
     def logits_fn(params, xs, lengths):
         carry, _ = jaxrnn.unroll(params["rnn"], None, xs, lengths=lengths)
-        return jaxrnn.readout(params["out"], jaxrnn.final_hidden(carry))[:, 0]
+        return jaxrnn.heads.readout(params["out"], jaxrnn.pooling.final_hidden(carry))[:, 0]
 
     def loss_fn(params, xs, lengths, labels):
         return optax.losses.sigmoid_binary_cross_entropy(
             logits_fn(params, xs, lengths), labels
         ).mean()
 
-    train = jaxrnn.make_train_step(loss_fn, optax.adam(1e-2), max_grad_norm=1.0)
+    train = jaxrnn.train.make_train_step(loss_fn, optax.adam(1e-2), max_grad_norm=1.0)
     make = jax.jit(majority_data, static_argnums=1)
     batches = [make(jax.random.key(i), 64) for i in range(150)]
-    state, history = jaxrnn.fit(train, train.init(params), batches, progress=False)
+    state, history = jaxrnn.train.fit(train, train.init(params), batches, progress=False)
     assert np.mean(history[-10:]) < 0.3 * np.mean(history[:10])
     xs, lengths, labels = majority_data(jax.random.key(10**6), 512)
     accuracy = jnp.mean((logits_fn(state.params, xs, lengths) > 0) == (labels > 0))
@@ -134,13 +137,13 @@ def test_checkpoint_round_trip_keeps_types_values_and_training(tmp_path):
     params = jaxrnn.init_params(jax.random.key(0), "lstm", 2, 4, num_layers=2)
     xs = jax.random.normal(jax.random.key(1), (5, 3, 2))
     targets = jnp.sin(jnp.cumsum(xs[..., 0], 0))
-    train = jaxrnn.make_train_step(regression_loss, optax.adam(1e-2), max_grad_norm=1.0)
-    state, _ = jaxrnn.fit(train, train.init(params), [(xs, targets)] * 3, progress=False)
+    train = jaxrnn.train.make_train_step(regression_loss, optax.adam(1e-2), max_grad_norm=1.0)
+    state, _ = jaxrnn.train.fit(train, train.init(params), [(xs, targets)] * 3, progress=False)
     path = tmp_path / "state.msgpack"
-    jaxrnn.save_checkpoint(path, state)
+    jaxrnn.train.save_checkpoint(path, state)
 
     template = train.init(jaxrnn.init_params(jax.random.key(7), "lstm", 2, 4, num_layers=2))
-    restored = jaxrnn.restore_checkpoint(path, template)
+    restored = jaxrnn.train.restore_checkpoint(path, template)
     assert jax.tree.structure(restored) == jax.tree.structure(state)  # node types, statics
     assert type(restored.params.layers[0]) is jaxrnn.LSTMParams
     for got, saved in zip(jax.tree.leaves(restored), jax.tree.leaves(state), strict=True):
@@ -155,14 +158,14 @@ def test_checkpoint_round_trip_keeps_types_values_and_training(tmp_path):
 def test_checkpoint_dtypes_and_mismatched_template(tmp_path):
     tree = {"half": jnp.ones(3, jnp.float16), "count": jnp.arange(2), "flag": jnp.array([True])}
     path = tmp_path / "tree.msgpack"
-    jaxrnn.save_checkpoint(path, tree)
-    restored = jaxrnn.restore_checkpoint(path, tree)
+    jaxrnn.train.save_checkpoint(path, tree)
+    restored = jaxrnn.train.restore_checkpoint(path, tree)
     assert {k: v.dtype for k, v in restored.items()} == {k: v.dtype for k, v in tree.items()}
     with pytest.raises(
         ValueError,
         match=r"restore_checkpoint: template leaf \['half'\] must "
         r"match the saved float16\[3\]; got float16\[4\]",
     ):
-        jaxrnn.restore_checkpoint(path, {**tree, "half": jnp.ones(4, jnp.float16)})
+        jaxrnn.train.restore_checkpoint(path, {**tree, "half": jnp.ones(4, jnp.float16)})
     with pytest.raises(ValueError, match=r"missing \[\"\['extra'\]\"\]"):
-        jaxrnn.restore_checkpoint(path, {**tree, "extra": jnp.ones(1)})
+        jaxrnn.train.restore_checkpoint(path, {**tree, "extra": jnp.ones(1)})

@@ -17,12 +17,12 @@ Three scores, after the two classic papers:
 - ``"luong_general"`` (Luong et al. 2015): ``score(q, m) = q^T W_a m`` (stored as
   ``W_q = W_a``, so ``score = (q W_q) . m``).
 
-[`attend`][jaxrnn.attend] is that computation, on its own. An attention decoder is a cell
-closed over its memory: an [`AttentionCell`][jaxrnn.AttentionCell] holds an ordinary
+[`attend`][jaxrnn.attention.attend] is that computation, on its own. An attention decoder is a cell
+closed over its memory: an [`AttentionCell`][jaxrnn.attention.AttentionCell] holds an ordinary
 decoder cell (or a [`stack`][jaxrnn.stack] of them), the attention weights and, once
-[`with_memory`][jaxrnn.with_memory] has bound them, the memory and its lengths. It has the
+[`with_memory`][jaxrnn.attention.with_memory] has bound them, the memory and its lengths. It has the
 cell interface, so [`unroll`][jaxrnn.unroll] (teacher forcing), [`cell_step`][jaxrnn.cell_step]
-and [`generate`][jaxrnn.generate] run it unchanged. Its step, with inner cell ``f`` and
+and [`generate`][jaxrnn.decoding.generate] run it unchanged. Its step, with inner cell ``f`` and
 input ``x_t`` (e.g. the embedding of the previous target token):
 
 - ``"bahdanau"``: the context is read with the previous state and fed with the input,
@@ -42,9 +42,9 @@ Dropout inside the decoder follows [`unroll`][jaxrnn.unroll]'s ``key``, as every
 jaxrnn: with a key, the inner layers draw exactly the masks that
 ``unroll(params.cell, ..., key=key)`` would draw, i.e. dropout between stacked layers
 (``init_attention_cell(..., dropout=p)``, a fresh mask at every step as PyTorch's
-``nn.LSTM(dropout=p)``) and, for layers wrapped by [`regularize`][jaxrnn.regularize],
+``nn.LSTM(dropout=p)``) and, for layers wrapped by [`regularize`][jaxrnn.regularization.regularize],
 variational dropout and zoneout. Without a key (and in [`cell_step`][jaxrnn.cell_step],
-[`generate`][jaxrnn.generate], the decoders) the step is deterministic.
+[`generate`][jaxrnn.decoding.generate], the decoders) the step is deterministic.
 
 References:
   Bahdanau, Cho & Bengio, *Neural Machine Translation by Jointly Learning to Align and
@@ -106,8 +106,8 @@ def _check_size(where: str, name: str, size: Any) -> None:
 
 @params_class
 class AttentionParams:
-    """Weights of an attention score; see [`init_attention`][jaxrnn.init_attention] and the
-    module docstring. Weights a score does not use are ``None``."""
+    """Weights of an attention score; see [`init_attention`][jaxrnn.attention.init_attention] and
+    the module docstring. Weights a score does not use are ``None``."""
 
     # "bahdanau": (query_size, attention_size); "luong_general": (query_size, memory_size)
     w_query: jax.Array | None
@@ -149,11 +149,11 @@ def init_attention(
       dtype: dtype of the weights.
 
     Returns:
-      [`AttentionParams`][jaxrnn.AttentionParams].
+      [`AttentionParams`][jaxrnn.attention.AttentionParams].
 
     Example:
       >>> import jax, jaxrnn
-      >>> params = jaxrnn.init_attention(jax.random.key(0), 8, 6, attention_size=5)
+      >>> params = jaxrnn.attention.init_attention(jax.random.key(0), 8, 6, attention_size=5)
       >>> params.w_query.shape, params.w_memory.shape, params.v.shape
       ((8, 5), (6, 5), (5,))
     """
@@ -280,12 +280,12 @@ def attend(
     $$
 
     with ``L`` the memory length and ``score`` from ``params.kind`` (see
-    [`init_attention`][jaxrnn.init_attention]). Padding positions ``s >= L`` get weight exactly
-    0, and their content (even NaN) reaches neither the result nor gradients. A sequence
+    [`init_attention`][jaxrnn.attention.init_attention]). Padding positions ``s >= L`` get weight
+    exactly 0, and their content (even NaN) reaches neither the result nor gradients. A sequence
     with ``L = 0`` gets all-zero weights and a zero context.
 
     Args:
-      params: from [`init_attention`][jaxrnn.init_attention].
+      params: from [`init_attention`][jaxrnn.attention.init_attention].
       query: ``(*batch, query_size)``, e.g. the decoder's hidden state.
       memory: ``(source_time, *batch, memory_size)``, time-major like the ``ys`` of
         [`unroll`][jaxrnn.unroll] (e.g. the encoder's outputs).
@@ -296,9 +296,10 @@ def attend(
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.init_attention(jax.random.key(0), 4, 4, kind="luong_dot")
+      >>> params = jaxrnn.attention.init_attention(jax.random.key(0), 4, 4, kind="luong_dot")
       >>> memory = jax.random.normal(jax.random.key(1), (5, 2, 4))  # (source_time, batch, 4)
-      >>> context, weights = jaxrnn.attend(params, jnp.ones((2, 4)), memory, jnp.array([5, 3]))
+      >>> context, weights = jaxrnn.attention.attend(params, jnp.ones((2, 4)), memory,
+      ...                                            jnp.array([5, 3]))
       >>> context.shape, weights.shape, bool(jnp.allclose(weights.sum(-1), 1.0))
       ((2, 4), (2, 5), True)
       >>> bool(jnp.all(weights[1, 3:] == 0))
@@ -322,7 +323,7 @@ def attend(
 
 
 class AttentionState(NamedTuple):
-    """Carry of an [`AttentionCell`][jaxrnn.AttentionCell]."""
+    """Carry of an [`AttentionCell`][jaxrnn.attention.AttentionCell]."""
 
     cell: Any  # the inner cell's carry
     attentional: jax.Array | None  # shape=(*batch, output_size): h~_{t-1}; None unless fed
@@ -332,15 +333,15 @@ class AttentionState(NamedTuple):
 class AttentionCell(WrappedCell):
     """A decoder cell closed over a memory; see the module docstring for its step.
 
-    Built by [`init_attention_cell`][jaxrnn.init_attention_cell] without memory;
-    [`with_memory`][jaxrnn.with_memory] binds one. The memory is stored batch-leading, so
+    Built by [`init_attention_cell`][jaxrnn.attention.init_attention_cell] without memory;
+    [`with_memory`][jaxrnn.attention.with_memory] binds one. The memory is stored batch-leading, so
     each step's scores and context are batched products without a transpose.
 
-    ``step`` (what [`cell_step`][jaxrnn.cell_step] and [`generate`][jaxrnn.generate] run)
+    ``step`` (what [`cell_step`][jaxrnn.cell_step] and [`generate`][jaxrnn.decoding.generate] run)
     is deterministic. [`unroll`][jaxrnn.unroll] with a ``key`` runs the inner layers with
     their dropout: between the layers of a ``Stack`` at its ``dropout`` rate, and inside
-    layers wrapped by [`regularize`][jaxrnn.regularize] (e.g.
-    ``dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell,
+    layers wrapped by [`regularize`][jaxrnn.regularization.regularize] (e.g.
+    ``dataclasses.replace(decoder, cell=jaxrnn.regularization.regularize(decoder.cell,
     recurrent_dropout=0.25))``).
     """
 
@@ -409,7 +410,7 @@ class AttentionCell(WrappedCell):
         inner_step: Callable[[Any, jax.Array], tuple[Any, jax.Array]],
     ) -> tuple[AttentionState, jax.Array, jax.Array]:
         """The step, with ``inner_step(cell_carry, x) -> (cell_carry, h)`` as the inner cell's
-        (``_Steps`` passes one with dropout)."""
+        (a training step passes one with dropout, ``_noisy_step``)."""
         memory = self.memory
         if memory is None:
             fail(
@@ -546,7 +547,7 @@ def init_attention_cell(
     dtype: Any = jnp.float32,
 ) -> AttentionCell:
     """Initialize an attention decoder (without memory: bind one with
-    [`with_memory`][jaxrnn.with_memory]).
+    [`with_memory`][jaxrnn.attention.with_memory]).
 
     The inner cell reads ``[x_t; c_t]`` (``"bahdanau"``), ``[x_t; h~_{t-1}]`` (``"luong_*"``
     with ``input_feeding``) or ``x_t``, so its input size is ``input_size`` plus the fed
@@ -570,18 +571,18 @@ def init_attention_cell(
       dtype: dtype of every weight.
 
     Returns:
-      An [`AttentionCell`][jaxrnn.AttentionCell] with ``memory=None``.
+      An [`AttentionCell`][jaxrnn.attention.AttentionCell] with ``memory=None``.
 
     Example:
       >>> import jax, jaxrnn
-      >>> decoder = jaxrnn.init_attention_cell(jax.random.key(0), "gru", 8, 16, 12,
-      ...                                      kind="luong_general")
+      >>> decoder = jaxrnn.attention.init_attention_cell(jax.random.key(0), "gru", 8, 16, 12,
+      ...                                                kind="luong_general")
       >>> decoder.input_shape, decoder.output_size, decoder.cell.input_shape
       ((8,), 16, (24,))
       >>> import jax.numpy as jnp
-      >>> deep = jaxrnn.init_attention_cell(jax.random.key(0), "lstm", 3, 4, 6, num_layers=2,
-      ...                                   dropout=0.5)
-      >>> deep = jaxrnn.with_memory(deep, jnp.ones((5, 2, 6)))
+      >>> deep = jaxrnn.attention.init_attention_cell(jax.random.key(0), "lstm", 3, 4, 6,
+      ...                                             num_layers=2, dropout=0.5)
+      >>> deep = jaxrnn.attention.with_memory(deep, jnp.ones((5, 2, 6)))
       >>> _, ys_train = jaxrnn.unroll(deep, None, jnp.ones((7, 2, 3)), key=jax.random.key(1))
       >>> _, ys_eval = jaxrnn.unroll(deep, None, jnp.ones((7, 2, 3)))  # no key: no dropout
       >>> ys_train.shape, bool(jnp.allclose(ys_train, ys_eval))
@@ -651,19 +652,19 @@ def with_memory(
     the memory and keys. Binding again replaces the memory.
 
     Args:
-      params: an [`AttentionCell`][jaxrnn.AttentionCell].
+      params: an [`AttentionCell`][jaxrnn.attention.AttentionCell].
       memory: ``(source_time, *batch, memory_size)``, time-major.
       memory_lengths: integer ``batch``-shaped valid lengths, or ``None``.
 
     Returns:
-      The [`AttentionCell`][jaxrnn.AttentionCell] with its memory; it steps over inputs
+      The [`AttentionCell`][jaxrnn.attention.AttentionCell] with its memory; it steps over inputs
       ``(*batch, input_size)`` of the memory's batch shape.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> decoder = jaxrnn.init_attention_cell(jax.random.key(0), "lstm", 3, 4, 6)
+      >>> decoder = jaxrnn.attention.init_attention_cell(jax.random.key(0), "lstm", 3, 4, 6)
       >>> memory = jnp.ones((5, 2, 6))                        # (source_time, batch, 6)
-      >>> decoder = jaxrnn.with_memory(decoder, memory, jnp.array([5, 2]))
+      >>> decoder = jaxrnn.attention.with_memory(decoder, memory, jnp.array([5, 2]))
       >>> carry, ys = jaxrnn.unroll(decoder, None, jnp.ones((7, 2, 3)))
       >>> ys.shape                                            # [h_t; c_t]
       (7, 2, 10)
@@ -714,7 +715,7 @@ def unroll_with_alignments(
     plot. Steps ``t >= lengths[b]`` hold zeros, as ``ys`` does.
 
     Args:
-      params: an [`AttentionCell`][jaxrnn.AttentionCell] with memory.
+      params: an [`AttentionCell`][jaxrnn.attention.AttentionCell] with memory.
       carry: initial carry, or ``None`` for the zero state.
       xs: inputs ``(time, *batch, input_size)``.
       lengths: integer ``batch``-shaped valid lengths, or ``None``.
@@ -725,10 +726,11 @@ def unroll_with_alignments(
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> decoder = jaxrnn.init_attention_cell(jax.random.key(0), "gru", 3, 4, 4,
-      ...                                      kind="luong_dot")
-      >>> decoder = jaxrnn.with_memory(decoder, jnp.ones((5, 2, 4)), jnp.array([5, 2]))
-      >>> _, ys, alignments = jaxrnn.unroll_with_alignments(decoder, None, jnp.ones((7, 2, 3)))
+      >>> decoder = jaxrnn.attention.init_attention_cell(jax.random.key(0), "gru", 3, 4, 4,
+      ...                                                kind="luong_dot")
+      >>> decoder = jaxrnn.attention.with_memory(decoder, jnp.ones((5, 2, 4)), jnp.array([5, 2]))
+      >>> _, ys, alignments = jaxrnn.attention.unroll_with_alignments(
+      ...     decoder, None, jnp.ones((7, 2, 3)))
       >>> ys.shape, alignments.shape, bool(jnp.allclose(alignments.sum(-1), 1.0))
       ((7, 2, 4), (7, 2, 5), True)
     """

@@ -25,7 +25,7 @@ __all__ = ["CarryOutputs", "LearnedInit", "learned_init", "with_carry_outputs"]
 
 @params_class
 class LearnedInit(WrappedCell):
-    """A cell whose initial carry is a parameter; see [`learned_init`][jaxrnn.learned_init].
+    """A cell whose initial carry is a parameter; see [`learned_init`][jaxrnn.carries.learned_init].
 
     ``zero_carry`` (hence [`init_carry`][jaxrnn.init_carry] and ``unroll(params, None, xs)``)
     gives ``carry0`` broadcast to the batch shape instead of zeros.
@@ -65,11 +65,11 @@ def learned_init(params: Any, carry0: Any = None) -> Any:
         ``init_carry(params, ())``; ``None`` starts from zeros.
 
     Returns:
-      ``params`` with each cell wrapped in a [`LearnedInit`][jaxrnn.LearnedInit].
+      ``params`` with each cell wrapped in a [`LearnedInit`][jaxrnn.carries.LearnedInit].
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.learned_init(jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4))
+      >>> params = jaxrnn.carries.learned_init(jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4))
       >>> params.carry0.h.shape, jaxrnn.init_carry(params, (2,)).h.shape
       ((4,), (2, 4))
       >>> loss = lambda p: jnp.sum(jaxrnn.unroll(p, None, jnp.ones((5, 2, 3)))[1])
@@ -163,21 +163,21 @@ def with_carry_outputs(params: Any) -> CarryOutputs:
     final carry is the plain unroll's and the carries are the states it went through.
 
     Args:
-      params: a cell, possibly wrapped by [`learned_init`][jaxrnn.learned_init] or
-        [`regularize`][jaxrnn.regularize] (zoneout and recurrent dropout act as usual; output
-        dropout acts on ``y``, so only on what a layer feeds the next, not on carries), an
-        attention decoder with its memory (the carries are an
-        [`AttentionState`][jaxrnn.AttentionState] of time-stacked fields), or a stack or
+      params: a cell, possibly wrapped by [`learned_init`][jaxrnn.carries.learned_init] or
+        [`regularize`][jaxrnn.regularization.regularize] (zoneout and recurrent dropout act as
+        usual; output dropout acts on ``y``, so only on what a layer feeds the next, not on
+        carries), an attention decoder with its memory (the carries are an
+        [`AttentionState`][jaxrnn.attention.AttentionState] of time-stacked fields), or a stack or
         bidirectional composite of such cells. The result has no ``output_size``, so it
         cannot itself be a layer of a composite: wrap the whole composite.
 
     Returns:
-      A [`CarryOutputs`][jaxrnn.CarryOutputs] params pytree, with the params as its leaves.
+      A [`CarryOutputs`][jaxrnn.carries.CarryOutputs] params pytree, with the params as its leaves.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
       >>> lstm = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4)
-      >>> _, carries = jaxrnn.unroll(jaxrnn.with_carry_outputs(lstm), None,
+      >>> _, carries = jaxrnn.unroll(jaxrnn.carries.with_carry_outputs(lstm), None,
       ...                            jnp.ones((5, 2, 3)))
       >>> carries.c.shape
       (5, 2, 4)
@@ -185,7 +185,7 @@ def with_carry_outputs(params: Any) -> CarryOutputs:
       True
       >>> deep = jaxrnn.init_params(jax.random.key(1), "lstm", 3, 4, num_layers=2,
       ...                           bidirectional=True)
-      >>> _, carries = jaxrnn.unroll(jaxrnn.with_carry_outputs(deep), None,
+      >>> _, carries = jaxrnn.unroll(jaxrnn.carries.with_carry_outputs(deep), None,
       ...                            jnp.ones((5, 2, 3)))
       >>> len(carries), carries[1].backward.c.shape
       (2, (5, 2, 4))

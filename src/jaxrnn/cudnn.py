@@ -24,7 +24,7 @@ different semantics. A composite that cuDNN cannot take in one call (layers of d
 hidden sizes, mixed cell types, dropout between layers with a ``key``) runs part by part,
 each LSTM part still on cuDNN (dropout between layers is then ``jaxrnn.dropout``, as on
 the scan path). A *cell* that cuDNN cannot run at all falls back to ``lax.scan`` and
-emits a [`CuDNNFallbackWarning`][jaxrnn.CuDNNFallbackWarning] naming the reason:
+emits a [`CuDNNFallbackWarning`][jaxrnn.cudnn.CuDNNFallbackWarning] naming the reason:
 
 | reason | why |
 |---|---|
@@ -37,7 +37,7 @@ emits a [`CuDNNFallbackWarning`][jaxrnn.CuDNNFallbackWarning] naming the reason:
 | empty input | a time or batch axis of size 0 |
 
 To turn the fallback into an error, ``warnings.filterwarnings("error",
-category=jaxrnn.CuDNNFallbackWarning)``; to silence it, ``"ignore"``.
+category=jaxrnn.cudnn.CuDNNFallbackWarning)``; to silence it, ``"ignore"``.
 
 Precision: the kernel follows ``jax_default_matmul_precision`` like every JAX matmul.
 Unset, it lets cuDNN use TF32 on Ampere and newer GPUs (relative error about 1e-3);
@@ -313,7 +313,7 @@ def to_cudnn_weights(params: Any) -> jax.Array:
       >>> import jax, jaxrnn
       >>> from jax.experimental import rnn
       >>> params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4, num_layers=2)
-      >>> weights = jaxrnn.to_cudnn_weights(params)
+      >>> weights = jaxrnn.cudnn.to_cudnn_weights(params)
       >>> weights.shape == (rnn.get_num_params_in_lstm(3, 4, 2, False),)
       True
     """
@@ -340,7 +340,7 @@ def from_cudnn_weights(
     bidirectional: bool = False,
 ) -> Stack:
     """Params from a ``jax.experimental.rnn`` (cuDNN) weight vector: the inverse of
-    [`to_cudnn_weights`][jaxrnn.to_cudnn_weights].
+    [`to_cudnn_weights`][jaxrnn.cudnn.to_cudnn_weights].
 
     Reads the layout with ``jax.experimental.rnn.unpack_lstm_weights`` and transposes
     PyTorch's shapes to jaxrnn's: ``w_x = W_ih^T``, ``w_h = W_hh^T``, ``b_x = b_ih``,
@@ -362,9 +362,9 @@ def from_cudnn_weights(
       >>> import jax, jaxrnn
       >>> from jax.experimental import rnn
       >>> weights = rnn.init_lstm_weight(jax.random.key(0), 3, 4, 2, True)
-      >>> params = jaxrnn.from_cudnn_weights(weights, input_size=3, hidden_size=4,
-      ...                                    num_layers=2, bidirectional=True)
-      >>> params.output_size, bool((jaxrnn.to_cudnn_weights(params) == weights).all())
+      >>> params = jaxrnn.cudnn.from_cudnn_weights(weights, input_size=3, hidden_size=4,
+      ...                                          num_layers=2, bidirectional=True)
+      >>> params.output_size, bool((jaxrnn.cudnn.to_cudnn_weights(params) == weights).all())
       (8, True)
     """
     weights = check_array("from_cudnn_weights", "weights", weights)

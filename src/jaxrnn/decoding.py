@@ -94,7 +94,7 @@ def generate(
         start token.
       num_steps: how many outputs to generate (static: the loop has a fixed length).
       readout: ``y (*batch, output_size) -> scores (*batch, ...)``, e.g.
-        ``lambda y: jaxrnn.readout(readout_params, y)``; ``None`` uses ``y`` itself.
+        ``lambda y: jaxrnn.heads.readout(readout_params, y)``; ``None`` uses ``y`` itself.
       choose: ``"argmax"`` (greedy), ``"sample"`` (needs ``key``), ``"identity"``
         (feed the scores back, for continuous outputs), or a function
         ``choose(scores, key_t) -> output`` (``key_t`` is ``None`` without ``key``).
@@ -114,11 +114,11 @@ def generate(
       >>> import functools, jax, jax.numpy as jnp, jaxrnn
       >>> k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
       >>> cell = jaxrnn.init_params(k1, "gru", 8, 16)
-      >>> out = jaxrnn.init_readout(k2, 16, 5)               # 5 tokens
+      >>> out = jaxrnn.heads.init_readout(k2, 16, 5)               # 5 tokens
       >>> table = jax.random.normal(k3, (5, 8))              # token embeddings
       >>> run = jax.jit(functools.partial(
-      ...     jaxrnn.generate, num_steps=10, choose="sample", temperature=0.8,
-      ...     readout=lambda y: jaxrnn.readout(out, y), embed=lambda t: table[t]))
+      ...     jaxrnn.decoding.generate, num_steps=10, choose="sample", temperature=0.8,
+      ...     readout=lambda y: jaxrnn.heads.readout(out, y), embed=lambda t: table[t]))
       >>> carry, tokens = run(cell, None, table[jnp.zeros(3, int)], key=jax.random.key(1))
       >>> tokens.shape, carry.shape
       ((10, 3), (3, 16))
@@ -197,7 +197,7 @@ def decoded_lengths(tokens: ArrayLike, end_token: int) -> jax.Array:
     $$
 
     Args:
-      tokens: ``(time, *batch)`` integer outputs of [`generate`][jaxrnn.generate].
+      tokens: ``(time, *batch)`` integer outputs of [`generate`][jaxrnn.decoding.generate].
       end_token: the end token.
 
     Returns:
@@ -206,7 +206,7 @@ def decoded_lengths(tokens: ArrayLike, end_token: int) -> jax.Array:
     Example:
       >>> import jax.numpy as jnp, jaxrnn
       >>> tokens = jnp.array([[5, 2], [1, 1], [0, 3]])   # (time, batch); end token 1
-      >>> jaxrnn.decoded_lengths(tokens, end_token=1)
+      >>> jaxrnn.decoding.decoded_lengths(tokens, end_token=1)
       Array([2, 2], dtype=int32)
     """
     tokens = check_array("decoded_lengths", "tokens", tokens)

@@ -36,7 +36,8 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 @params_class
 class ReadoutParams:
-    """Weights of a readout ``y = activation(h W_y + b_y)``. See [`readout`][jaxrnn.readout]."""
+    """Weights of a readout ``y = activation(h W_y + b_y)``. See
+    [`readout`][jaxrnn.heads.readout]."""
 
     w_y: jax.Array  # shape=(input_size, output_size)
     b_y: jax.Array | None  # shape=(output_size,), or None without bias
@@ -77,11 +78,12 @@ def init_readout(
       dtype: dtype of the weights.
 
     Returns:
-      [`ReadoutParams`][jaxrnn.ReadoutParams] with ``w_y`` of shape ``(input_size, output_size)``.
+      [`ReadoutParams`][jaxrnn.heads.ReadoutParams] with ``w_y`` of shape ``(input_size,
+      output_size)``.
 
     Example:
       >>> import jax, jaxrnn
-      >>> print(jaxrnn.init_readout(jax.random.key(0), 8, 3))
+      >>> print(jaxrnn.heads.init_readout(jax.random.key(0), 8, 3))
       ReadoutParams(w_y=float32[8,3], b_y=float32[3])
     """
     for name, size in (("input_size", input_size), ("output_size", output_size)):
@@ -106,7 +108,7 @@ def readout(params: ReadoutParams, h: ArrayLike, activation: str = "identity") -
     ``"tanh"``, ``"relu"``.
 
     Args:
-      params: from [`init_readout`][jaxrnn.init_readout].
+      params: from [`init_readout`][jaxrnn.heads.init_readout].
       h: states ``(..., input_size)``: e.g. ``(batch, hidden)`` for one step or
         ``(time, batch, hidden)`` for the ``ys`` of [`unroll`][jaxrnn.unroll].
       activation: name of the activation.
@@ -116,8 +118,8 @@ def readout(params: ReadoutParams, h: ArrayLike, activation: str = "identity") -
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.init_readout(jax.random.key(0), 4, 3)
-      >>> probs = jaxrnn.readout(params, jnp.ones((5, 2, 4)), activation="softmax")
+      >>> params = jaxrnn.heads.init_readout(jax.random.key(0), 4, 3)
+      >>> probs = jaxrnn.heads.readout(params, jnp.ones((5, 2, 4)), activation="softmax")
       >>> probs.shape, bool(jnp.allclose(probs.sum(-1), 1.0))
       ((5, 2, 3), True)
     """

@@ -10,14 +10,15 @@ the *state* flows from chunk to chunk, but the *gradient* stops at each chunk's 
         (loss, carry), grads = value_and_grad(loss_fn, has_aux=True)(params, carry, chunk)
 
 Memory is that of one chunk, and no gradient spans more than ``k`` steps.
-[`truncated_bptt`][jaxrnn.truncated_bptt] runs this loop as one ``lax.scan`` and sums the gradients
-(one update per sequence); to update after every chunk, call a train step per chunk instead (see
-[`make_train_step`][jaxrnn.make_train_step] with ``has_aux=True``).
+[`truncated_bptt`][jaxrnn.long_sequences.truncated_bptt] runs this loop as one ``lax.scan`` and sums
+the gradients (one update per sequence); to update after every chunk, call a train step per chunk
+instead (see [`make_train_step`][jaxrnn.train.make_train_step] with ``has_aux=True``).
 
 **Streaming.** A model that reads an endless stream (or many streams in a batch) keeps
 its carry between calls; when stream ``b`` starts a new sequence, its carry alone is reset
-([`reset_carry`][jaxrnn.reset_carry]). Within a chunk,
-[`unroll_with_resets`][jaxrnn.unroll_with_resets] resets at given steps, like Haiku's ``ResetCore``.
+([`reset_carry`][jaxrnn.long_sequences.reset_carry]). Within a chunk,
+[`unroll_with_resets`][jaxrnn.long_sequences.unroll_with_resets] resets at given steps, like Haiku's
+``ResetCore``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def split_chunks(xs: Any, chunk_size: int) -> Any:
     Example:
       >>> import jax.numpy as jnp, jaxrnn
       >>> xs, ys = jnp.zeros((12, 2, 3)), jnp.zeros((12, 2), int)
-      >>> xs_chunks, ys_chunks = jaxrnn.split_chunks((xs, ys), 4)
+      >>> xs_chunks, ys_chunks = jaxrnn.long_sequences.split_chunks((xs, ys), 4)
       >>> xs_chunks.shape, ys_chunks.shape
       ((3, 4, 2, 3), (3, 4, 2))
     """
@@ -99,7 +100,7 @@ def chunk_lengths(lengths: ArrayLike, num_chunks: int, chunk_size: int) -> jax.A
 
     Example:
       >>> import jax.numpy as jnp, jaxrnn
-      >>> jaxrnn.chunk_lengths(jnp.array([10, 3]), num_chunks=3, chunk_size=4).T
+      >>> jaxrnn.long_sequences.chunk_lengths(jnp.array([10, 3]), num_chunks=3, chunk_size=4).T
       Array([[4, 4, 2],
              [3, 0, 0]], dtype=int32)
     """
@@ -156,8 +157,8 @@ def truncated_bptt(
       ...     inputs, targets = chunk
       ...     carry, ys = jaxrnn.unroll(params, carry, inputs)
       ...     return jnp.mean((ys[..., :1] - targets) ** 2), carry
-      >>> chunks = jaxrnn.split_chunks((xs[:-1], xs[1:]), 16)      # 4 chunks of 16 steps
-      >>> carry, losses, grads = jaxrnn.truncated_bptt(
+      >>> chunks = jaxrnn.long_sequences.split_chunks((xs[:-1], xs[1:]), 16)  # 4 chunks of 16
+      >>> carry, losses, grads = jaxrnn.long_sequences.truncated_bptt(
       ...     loss_fn, params, jaxrnn.init_carry(params, (1,)), chunks)
       >>> losses.shape, grads.w_h.shape
       ((4,), (8, 24))
@@ -209,7 +210,7 @@ def reset_carry(params: Any, carry: Any, reset_mask: ArrayLike, initial: Any | N
       >>> import jax, jax.numpy as jnp, jaxrnn
       >>> params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4)
       >>> carry, _ = jaxrnn.unroll(params, None, jnp.ones((5, 2, 3)))
-      >>> carry = jaxrnn.reset_carry(params, carry, jnp.array([True, False]))
+      >>> carry = jaxrnn.long_sequences.reset_carry(params, carry, jnp.array([True, False]))
       >>> bool(jnp.all(carry.c[0] == 0)), bool(jnp.any(carry.c[1] != 0))
       (True, True)
     """
@@ -258,7 +259,7 @@ def unroll_with_resets(
       >>> params = jaxrnn.init_params(jax.random.key(0), "gru", 3, 4)
       >>> xs = jax.random.normal(jax.random.key(1), (6, 1, 3))
       >>> resets = jnp.zeros((6, 1), bool).at[3].set(True)     # a new sequence at t=3
-      >>> _, ys = jaxrnn.unroll_with_resets(params, None, xs, resets)
+      >>> _, ys = jaxrnn.long_sequences.unroll_with_resets(params, None, xs, resets)
       >>> _, ys_second = jaxrnn.unroll(params, None, xs[3:])
       >>> bool(jnp.allclose(ys[3:], ys_second))
       True

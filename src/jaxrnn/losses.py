@@ -60,9 +60,9 @@ def masked_reduce(
     Example:
       >>> import jax.numpy as jnp, jaxrnn
       >>> per_step = jnp.ones((4, 2))           # (time, batch)
-      >>> float(jaxrnn.masked_reduce(per_step, jnp.array([4, 1]), "sum"))
+      >>> float(jaxrnn.losses.masked_reduce(per_step, jnp.array([4, 1]), "sum"))
       5.0
-      >>> float(jaxrnn.masked_reduce(per_step, jnp.array([4, 1]), "mean"))
+      >>> float(jaxrnn.losses.masked_reduce(per_step, jnp.array([4, 1]), "mean"))
       1.0
     """
     where = "masked_reduce"
@@ -138,7 +138,7 @@ def sequence_binary_cross_entropy(
       labels: same shape, targets in ``[0, 1]``.
       lengths: integer ``batch`` shape; steps ``t >= lengths`` are ignored.
       reduction: ``"sum"``, ``"mean"`` (over valid steps) or ``"none"`` (see
-        [`masked_reduce`][jaxrnn.masked_reduce]).
+        [`masked_reduce`][jaxrnn.losses.masked_reduce]).
 
     Returns:
       A scalar, or ``(time, *batch)`` per-step losses for ``"none"``.
@@ -146,7 +146,7 @@ def sequence_binary_cross_entropy(
     Example:
       >>> import jax.numpy as jnp, jaxrnn
       >>> logits = jnp.zeros((3, 2, 1))          # p = 0.5 everywhere
-      >>> loss = jaxrnn.sequence_binary_cross_entropy(
+      >>> loss = jaxrnn.losses.sequence_binary_cross_entropy(
       ...     logits, jnp.ones((3, 2, 1)), lengths=jnp.array([3, 1]))
       >>> round(float(loss), 4) == round(4 * float(jnp.log(2.0)), 4)   # 4 valid steps
       True
@@ -192,7 +192,8 @@ def sequence_softmax_cross_entropy(
       >>> import jax.numpy as jnp, jaxrnn
       >>> logits = jnp.zeros((3, 2, 4))          # uniform over 4 classes
       >>> labels = jnp.zeros((3, 2), int)
-      >>> loss = jaxrnn.sequence_softmax_cross_entropy(logits, labels, lengths=jnp.array([3, 1]))
+      >>> loss = jaxrnn.losses.sequence_softmax_cross_entropy(
+      ...     logits, labels, lengths=jnp.array([3, 1]))
       >>> bool(jnp.isclose(loss, jnp.log(4.0)))
       True
     """
@@ -242,7 +243,7 @@ def sequence_mean_squared_error(
     Example:
       >>> import jax.numpy as jnp, jaxrnn
       >>> predictions = jnp.array([[[1.0]], [[3.0]], [[100.0]]])   # (time=3, batch=1, 1)
-      >>> float(jaxrnn.sequence_mean_squared_error(
+      >>> float(jaxrnn.losses.sequence_mean_squared_error(
       ...     predictions, jnp.zeros((3, 1, 1)), lengths=jnp.array([2])))
       5.0
     """

@@ -287,7 +287,7 @@ class DEER(Method):
     quasi-ELK. ``damping``: ``J ← J / (1 + damping)``, a simpler stabilizer that shrinks
     each linearized recurrence toward the always-convergent fixed-point (Picard) iteration
     ``J = 0``; it can be combined with a trust region. ``on_failure``: what to do when not
-    converged, see [`deer_unroll`][jaxrnn.deer_unroll].
+    converged, see [`deer_unroll`][jaxrnn.parallel.deer_unroll].
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
@@ -822,16 +822,17 @@ def deer_unroll(
         = ``1e-6``) keep DEER's speed where it works and stop the overflow where it
         does not; large ones make small, slow steps.
       on_failure: when some sequence is not converged after ``max_iter``:
-        ``"raise"``: [`DEERNotConvergedError`][jaxrnn.DEERNotConvergedError] outside ``jit``; inside
-        ``jit`` a host callback raises when the value is computed (JAX reports it as a
-        ``JaxRuntimeError`` with the same message). ``"nan"``: that sequence's outputs and carry
+        ``"raise"``: [`DEERNotConvergedError`][jaxrnn.parallel.DEERNotConvergedError] outside
+        ``jit``; inside ``jit`` a host callback raises when the value is computed (JAX reports it as
+        a ``JaxRuntimeError`` with the same message). ``"nan"``: that sequence's outputs and carry
         become NaN (no host round trip; the backward pass does the same to its gradients).
         ``"warn"``: a ``RuntimeWarning``, results returned as they are. In every case ``info`` tells
         the truth.
 
     Returns:
-      ``(carry, ys, info)``: as [`unroll`][jaxrnn.unroll], plus a [`DEERInfo`][jaxrnn.DEERInfo] with
-      iterations, final residual and convergence of each sequence.
+      ``(carry, ys, info)``: as [`unroll`][jaxrnn.unroll], plus a
+      [`DEERInfo`][jaxrnn.parallel.DEERInfo] with iterations, final residual and convergence of each
+      sequence.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn

@@ -3,12 +3,12 @@
 A classifier over sequences (sentiment, digits read row by row) needs one vector per
 sequence. The choices, each over *valid* steps only (``t < lengths[b]``):
 
-- [`final_hidden`][jaxrnn.final_hidden]: the top layer's ``h`` in the carry returned by ``unroll``
-  (with ``lengths``, that is the state after each sequence's last valid step; for a bidirectional
-  layer, the backward direction's state after reading the whole sequence);
-- [`pool_last`][jaxrnn.pool_last]: ``ys[lengths - 1]``, the last valid output;
-- [`pool_mean`][jaxrnn.pool_mean] and [`pool_max`][jaxrnn.pool_max]: the average and the maximum
-  over valid steps.
+- [`final_hidden`][jaxrnn.pooling.final_hidden]: the top layer's ``h`` in the carry returned by
+  ``unroll`` (with ``lengths``, that is the state after each sequence's last valid step; for a
+  bidirectional layer, the backward direction's state after reading the whole sequence);
+- [`pool_last`][jaxrnn.pooling.pool_last]: ``ys[lengths - 1]``, the last valid output;
+- [`pool_mean`][jaxrnn.pooling.pool_mean] and [`pool_max`][jaxrnn.pooling.pool_max]: the average and
+  the maximum over valid steps.
 
 Padding never reaches the result or its gradient: ``unroll`` already gives zeros at
 padding, but these functions do not rely on it, so they also work on any ``ys``.
@@ -70,7 +70,7 @@ def final_hidden(carry: Any, *, merge: str = "concat") -> jax.Array:
       >>> params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4, num_layers=2,
       ...                             bidirectional=True)
       >>> carry, ys = jaxrnn.unroll(params, None, jnp.ones((5, 2, 3)))
-      >>> jaxrnn.final_hidden(carry).shape
+      >>> jaxrnn.pooling.final_hidden(carry).shape
       (2, 8)
     """
     check_choice("final_hidden", "merge", merge, MERGES)
@@ -110,9 +110,9 @@ def pool_last(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
     \\qquad (0 \\text{ when } \\mathrm{lengths}_b = 0)
     $$
 
-    For a unidirectional RNN this is the same as [`final_hidden`][jaxrnn.final_hidden] of the carry;
-    for a bidirectional one it is not (the backward half of ``ys[lengths - 1]`` has read
-    only one step), so prefer [`final_hidden`][jaxrnn.final_hidden] there.
+    For a unidirectional RNN this is the same as [`final_hidden`][jaxrnn.pooling.final_hidden] of
+    the carry; for a bidirectional one it is not (the backward half of ``ys[lengths - 1]`` has read
+    only one step), so prefer [`final_hidden`][jaxrnn.pooling.final_hidden] there.
 
     Args:
       ys: outputs ``(time, *batch, ...)``.
@@ -125,7 +125,7 @@ def pool_last(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
     Example:
       >>> import jax.numpy as jnp, jaxrnn
       >>> ys = jnp.arange(8.0).reshape(4, 2, 1)        # (time, batch, features)
-      >>> jaxrnn.pool_last(ys, jnp.array([4, 2]))[:, 0]
+      >>> jaxrnn.pooling.pool_last(ys, jnp.array([4, 2]))[:, 0]
       Array([6., 3.], dtype=float32)
     """
     ys, mask = _check_ys("pool_last", ys, lengths)
@@ -156,7 +156,7 @@ def pool_mean(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
     Example:
       >>> import jax.numpy as jnp, jaxrnn
       >>> ys = jnp.array([[1.0], [3.0], [100.0]])[:, :, None]   # (time=3, batch=1, 1)
-      >>> float(jaxrnn.pool_mean(ys, jnp.array([2]))[0, 0])
+      >>> float(jaxrnn.pooling.pool_mean(ys, jnp.array([2]))[0, 0])
       2.0
     """
     ys, mask = _check_ys("pool_mean", ys, lengths)
@@ -183,7 +183,7 @@ def pool_max(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
     Example:
       >>> import jax.numpy as jnp, jaxrnn
       >>> ys = jnp.array([[-1.0], [-3.0], [100.0]])[:, :, None]  # (time=3, batch=1, 1)
-      >>> float(jaxrnn.pool_max(ys, jnp.array([2]))[0, 0])
+      >>> float(jaxrnn.pooling.pool_max(ys, jnp.array([2]))[0, 0])
       -1.0
     """
     ys, mask = _check_ys("pool_max", ys, lengths)

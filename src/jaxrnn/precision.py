@@ -153,11 +153,12 @@ def mixed_precision(params: Any, compute_dtype: Any = jnp.bfloat16) -> Any:
     """Wrap every cell of ``params`` so that it computes in ``compute_dtype``.
 
     Composites ([`stack`][jaxrnn.stack], [`bidirectional`][jaxrnn.bidirectional]) and wrapper cells
-    ([`regularize`][jaxrnn.regularize], [`learned_init`][jaxrnn.learned_init], ...) keep their
-    structure; each innermost cell becomes a [`MixedPrecision`][jaxrnn.precision.MixedPrecision].
-    The params' arrays are not copied or cast: train them as usual (in float32) and the casts happen
-    in the step. [`full_precision`][jaxrnn.precision.full_precision] removes the wrappers (e.g.
-    before [`to_torch`][jaxrnn.interop.torch.to_torch]).
+    ([`regularize`][jaxrnn.regularization.regularize],
+    [`learned_init`][jaxrnn.carries.learned_init], ...) keep their structure; each innermost cell
+    becomes a [`MixedPrecision`][jaxrnn.precision.MixedPrecision]. The params' arrays are not copied
+    or cast: train them as usual (in float32) and the casts happen in the step.
+    [`full_precision`][jaxrnn.precision.full_precision] removes the wrappers (e.g. before
+    [`to_torch`][jaxrnn.interop.torch.to_torch]).
 
     Args:
       params: cell or composite params.

@@ -262,13 +262,13 @@ def regularize(
       zoneout_c: the same for the cell state ``c`` (cells with an ``LSTMState``).
 
     Returns:
-      ``params`` with each cell wrapped in a [`Regularized`][jaxrnn.Regularized] (same carry, same
-      input and output shapes).
+      ``params`` with each cell wrapped in a [`Regularized`][jaxrnn.regularization.Regularized]
+      (same carry, same input and output shapes).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
       >>> lstm = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 8)
-      >>> params = jaxrnn.regularize(lstm, recurrent_dropout=0.25, zoneout_c=0.1)
+      >>> params = jaxrnn.regularization.regularize(lstm, recurrent_dropout=0.25, zoneout_c=0.1)
       >>> xs = jnp.ones((5, 2, 3))
       >>> _, ys_train = jaxrnn.unroll(params, None, xs, key=jax.random.key(1))
       >>> _, ys_eval = jaxrnn.unroll(params, None, xs)  # no key: evaluation

@@ -9,10 +9,10 @@ token::
     logits = ys W_y + b_y                                   # predicts y_1, ..., y_T
 
 Training minimises the masked cross-entropy of ``logits`` against the targets
-([`seq2seq_loss`][jaxrnn.seq2seq_loss]). At test time the targets are unknown, so the decoder feeds
-its own choices back ([`greedy_decode`][jaxrnn.greedy_decode],
-[`sample_decode`][jaxrnn.sample_decode], [`beam_search`][jaxrnn.beam_search]), stopping each
-sequence at its end token.
+([`seq2seq_loss`][jaxrnn.seq2seq.seq2seq_loss]). At test time the targets are unknown, so the
+decoder feeds its own choices back ([`greedy_decode`][jaxrnn.seq2seq.greedy_decode],
+[`sample_decode`][jaxrnn.seq2seq.sample_decode], [`beam_search`][jaxrnn.seq2seq.beam_search]),
+stopping each sequence at its end token.
 
 The bridge maps each encoder layer's final carry to the matching decoder layer's initial
 carry (the encoder and decoder have the same number of layers and the same cell):
@@ -22,8 +22,8 @@ carry (the encoder and decoder have the same number of layers and the same cell)
 with ``"concat"`` or ``"sum"`` hands its carry over unchanged.
 
 With ``attention`` (see [`jaxrnn.attention`][jaxrnn.attention]) the decoder is an
-[`AttentionCell`][jaxrnn.AttentionCell]: the encoder's outputs at every source step become its
-memory, masked by ``source_lengths``, and the decoder reads them at every target step::
+[`AttentionCell`][jaxrnn.attention.AttentionCell]: the encoder's outputs at every source step become
+its memory, masked by ``source_lengths``, and the decoder reads them at every target step::
 
     decoder = with_memory(decoder, enc_ys, source_lengths)   # (Bahdanau et al. 2015)
     ys = unroll(decoder, AttentionState(bridge(enc_carry), 0), E_tgt[...])
@@ -31,11 +31,11 @@ memory, masked by ``source_lengths``, and the decoder reads them at every target
 The bridge still starts the decoder's inner cell from the encoder's final carry.
 
 Dropout is for training only, and follows the ``key`` of
-[`seq2seq_loss`][jaxrnn.seq2seq_loss] and [`seq2seq_logits`][jaxrnn.seq2seq_logits], as
-``unroll``'s everywhere: ``init_seq2seq(..., dropout=p)`` drops between the stacked layers
+[`seq2seq_loss`][jaxrnn.seq2seq.seq2seq_loss] and [`seq2seq_logits`][jaxrnn.seq2seq.seq2seq_logits],
+as ``unroll``'s everywhere: ``init_seq2seq(..., dropout=p)`` drops between the stacked layers
 of the encoder and of the decoder (PyTorch's ``nn.LSTM(dropout=p)``), and cells wrapped by
-[`regularize`][jaxrnn.regularize] add their variational dropout and zoneout. The key is
-split in two, one for each half::
+[`regularize`][jaxrnn.regularization.regularize] add their variational dropout and zoneout. The key
+is split in two, one for each half::
 
     k_enc, k_dec = jax.random.split(key)
     enc_carry, enc_ys = unroll(encoder, None, E_src[source], lengths=..., key=k_enc)
@@ -97,8 +97,8 @@ BRIDGES = ("concat", "sum", "linear")
 
 @params_class
 class Seq2SeqParams:
-    """Weights of an encoder–decoder. See [`init_seq2seq`][jaxrnn.init_seq2seq] and the module
-    docstring."""
+    """Weights of an encoder–decoder. See [`init_seq2seq`][jaxrnn.seq2seq.init_seq2seq] and the
+    module docstring."""
 
     source_embedding: jax.Array  # shape=(source_vocab_size, embed_size)
     target_embedding: jax.Array  # shape=(target_vocab_size, embed_size)
@@ -195,9 +195,9 @@ def init_seq2seq(
     ``H``). Embeddings are ``N(0, 1)``; the readout maps the decoder's output to
     ``target_vocab_size`` logits.
 
-    With ``attention``, the decoder is an [`AttentionCell`][jaxrnn.AttentionCell] (see
-    [`init_attention_cell`][jaxrnn.init_attention_cell]) over the encoder's outputs, of size
-    ``M = 2H`` (bidirectional) or ``H``: ``"bahdanau"`` (additive score, the context fed
+    With ``attention``, the decoder is an [`AttentionCell`][jaxrnn.attention.AttentionCell] (see
+    [`init_attention_cell`][jaxrnn.attention.init_attention_cell]) over the encoder's outputs, of
+    size ``M = 2H`` (bidirectional) or ``H``: ``"bahdanau"`` (additive score, the context fed
     with the input, output ``[h_t; c_t]``), ``"luong_dot"`` (needs the decoder width to
     equal ``M``) or ``"luong_general"`` (output ``tanh([c_t; h_t] W_c + b_c)``, fed back
     with the next input).
@@ -217,20 +217,20 @@ def init_seq2seq(
       dropout: rate of dropout on the outputs of every encoder and decoder layer but the
         last (both directions of a bidirectional layer; with attention, between the
         decoder's inner layers), a fresh mask at every step as PyTorch's
-        ``nn.LSTM(dropout=...)``; applied only when [`seq2seq_loss`][jaxrnn.seq2seq_loss]
+        ``nn.LSTM(dropout=...)``; applied only when [`seq2seq_loss`][jaxrnn.seq2seq.seq2seq_loss]
         gets a ``key``. Needs ``num_layers > 1``.
       dtype: dtype of every weight.
 
     Returns:
-      [`Seq2SeqParams`][jaxrnn.Seq2SeqParams].
+      [`Seq2SeqParams`][jaxrnn.seq2seq.Seq2SeqParams].
 
     Example:
       >>> import jax, jaxrnn
-      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
-      ...                              hidden_size=16, bidirectional_encoder=True)
+      >>> params = jaxrnn.seq2seq.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                                      hidden_size=16, bidirectional_encoder=True)
       >>> params.decoder.hidden_size, params.readout.w_y.shape
       (32, (32, 10))
-      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      >>> params = jaxrnn.seq2seq.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
       ...     hidden_size=16, bidirectional_encoder=True, attention="luong_dot")
       >>> type(params.decoder).__name__, params.decoder.attention.memory_size
       ('AttentionCell', 32)
@@ -349,7 +349,7 @@ def encode(
     $$
 
     Args:
-      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
+      params: from [`init_seq2seq`][jaxrnn.seq2seq.init_seq2seq].
       source: integer tokens ``(source_time, *batch)``; padding beyond ``source_lengths``
         may hold any valid token.
       source_lengths: integer ``batch`` shape, or ``None`` when no sequence is padded.
@@ -362,9 +362,9 @@ def encode(
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
-      ...                              hidden_size=16, cell="gru")
-      >>> carry, ys = jaxrnn.encode(params, jnp.zeros((7, 3), int), jnp.array([7, 2, 5]))
+      >>> params = jaxrnn.seq2seq.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                                      hidden_size=16, cell="gru")
+      >>> carry, ys = jaxrnn.seq2seq.encode(params, jnp.zeros((7, 3), int), jnp.array([7, 2, 5]))
       >>> carry.shape, ys.shape
       ((3, 16), (7, 3, 16))
     """
@@ -388,8 +388,8 @@ def bridge_carry(params: Seq2SeqParams, encoder_carry: Any) -> Any:
     $$
 
     Args:
-      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
-      encoder_carry: the carry returned by [`encode`][jaxrnn.encode].
+      params: from [`init_seq2seq`][jaxrnn.seq2seq.init_seq2seq].
+      encoder_carry: the carry returned by [`encode`][jaxrnn.seq2seq.encode].
 
     With attention, the bridged carry starts the inner cell, and ``h~_0 = 0``:
     ``AttentionState(cell=bridged, attentional=0)``.
@@ -399,10 +399,10 @@ def bridge_carry(params: Seq2SeqParams, encoder_carry: Any) -> Any:
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      >>> params = jaxrnn.seq2seq.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
       ...     hidden_size=16, num_layers=2, bidirectional_encoder=True, bridge="sum")
-      >>> carry, _ = jaxrnn.encode(params, jnp.zeros((7, 3), int))
-      >>> [state.c.shape for state in jaxrnn.bridge_carry(params, carry)]
+      >>> carry, _ = jaxrnn.seq2seq.encode(params, jnp.zeros((7, 3), int))
+      >>> [state.c.shape for state in jaxrnn.seq2seq.bridge_carry(params, carry)]
       [(3, 16), (3, 16)]
     """
     carries = []
@@ -439,7 +439,7 @@ def shift_right(targets: ArrayLike, start_token: int) -> jax.Array:
 
     Example:
       >>> import jax.numpy as jnp, jaxrnn
-      >>> jaxrnn.shift_right(jnp.array([[5], [6], [1]]), start_token=2)[:, 0]
+      >>> jaxrnn.seq2seq.shift_right(jnp.array([[5], [6], [1]]), start_token=2)[:, 0]
       Array([2, 5, 6], dtype=int32)
     """
     targets = _check_tokens("shift_right", "targets", targets)
@@ -468,7 +468,7 @@ def seq2seq_logits(
     with ``y_{-1}`` = ``start_token``; ``z_t`` scores the target ``y_t``.
 
     Args:
-      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
+      params: from [`init_seq2seq`][jaxrnn.seq2seq.init_seq2seq].
       source: integer ``(source_time, *batch)``.
       source_lengths: integer ``batch``, or ``None``.
       targets: integer ``(target_time, *batch)``, each sequence ending with the end token
@@ -478,17 +478,17 @@ def seq2seq_logits(
       key: PRNG key for dropout (training): ``k_enc, k_dec = jax.random.split(key)`` run
         the encoder as ``encode(..., key=k_enc)`` and the decoder as ``unroll(...,
         key=k_dec)``, each drawing its own masks (``init_seq2seq``'s ``dropout``,
-        [`regularize`][jaxrnn.regularize]d cells). ``None`` (evaluation): no dropout.
+        [`regularize`][jaxrnn.regularization.regularize]d cells). ``None`` (evaluation): no dropout.
 
     Returns:
       Logits ``(target_time, *batch, target_vocab_size)``.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
-      ...                              hidden_size=16)
-      >>> logits = jaxrnn.seq2seq_logits(params, jnp.zeros((7, 3), int), None,
-      ...                                jnp.zeros((4, 3), int), start_token=2)
+      >>> params = jaxrnn.seq2seq.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                                      hidden_size=16)
+      >>> logits = jaxrnn.seq2seq.seq2seq_logits(params, jnp.zeros((7, 3), int), None,
+      ...                                        jnp.zeros((4, 3), int), start_token=2)
       >>> logits.shape
       (4, 3, 10)
     """
@@ -526,32 +526,33 @@ def seq2seq_loss(
     $$
 
     Args:
-      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
+      params: from [`init_seq2seq`][jaxrnn.seq2seq.init_seq2seq].
       source: integer ``(source_time, *batch)``.
       source_lengths: integer ``batch``, or ``None``.
       targets: integer ``(target_time, *batch)``, each sequence ending with the end token.
       target_lengths: integer ``batch`` (including the end token), or ``None``.
       start_token: the decoder's first input token.
       key: PRNG key for dropout in training, split between encoder and decoder as in
-        [`seq2seq_logits`][jaxrnn.seq2seq_logits]; ``None`` (evaluation): no dropout.
+        [`seq2seq_logits`][jaxrnn.seq2seq.seq2seq_logits]; ``None`` (evaluation): no dropout.
 
     Returns:
       A scalar.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
-      ...                              hidden_size=16)
-      >>> loss = jaxrnn.seq2seq_loss(params, jnp.zeros((7, 3), int), None,
-      ...                            jnp.ones((4, 3), int), jnp.array([4, 1, 2]),
-      ...                            start_token=2)
+      >>> params = jaxrnn.seq2seq.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                                      hidden_size=16)
+      >>> loss = jaxrnn.seq2seq.seq2seq_loss(params, jnp.zeros((7, 3), int), None,
+      ...                                    jnp.ones((4, 3), int), jnp.array([4, 1, 2]),
+      ...                                    start_token=2)
       >>> loss.shape, bool(loss > 0)
       ((), True)
-      >>> deep = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8, hidden_size=16,
-      ...                            num_layers=2, dropout=0.3)
+      >>> deep = jaxrnn.seq2seq.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                                    hidden_size=16, num_layers=2, dropout=0.3)
       >>> batch = (jnp.ones((7, 3), int), None, jnp.ones((4, 3), int))
-      >>> train_loss = jaxrnn.seq2seq_loss(deep, *batch, start_token=2, key=jax.random.key(1))
-      >>> eval_loss = jaxrnn.seq2seq_loss(deep, *batch, start_token=2)  # no key: no dropout
+      >>> train_loss = jaxrnn.seq2seq.seq2seq_loss(deep, *batch, start_token=2,
+      ...                                          key=jax.random.key(1))
+      >>> eval_loss = jaxrnn.seq2seq.seq2seq_loss(deep, *batch, start_token=2)  # no key: no dropout
       >>> bool(train_loss != eval_loss)
       True
     """
@@ -587,13 +588,13 @@ def seq2seq_alignments(
     $$
 
     the weights of the decoder's attention at step ``t`` as in
-    [`seq2seq_logits`][jaxrnn.seq2seq_logits]. To see the alignments of a decoded output, pass
-    the decoder's own tokens and lengths as ``targets``: teacher forcing on them replays the
+    [`seq2seq_logits`][jaxrnn.seq2seq.seq2seq_logits]. To see the alignments of a decoded output,
+    pass the decoder's own tokens and lengths as ``targets``: teacher forcing on them replays the
     decoding. ``alignments[:, b, :source_lengths[b]]`` is the matrix to plot (target
     steps down, source steps across).
 
     Args:
-      params: from [`init_seq2seq`][jaxrnn.init_seq2seq] with ``attention``.
+      params: from [`init_seq2seq`][jaxrnn.seq2seq.init_seq2seq] with ``attention``.
       source: integer ``(source_time, *batch)``.
       source_lengths: integer ``batch``, or ``None``.
       targets: integer ``(target_time, *batch)``.
@@ -605,9 +606,9 @@ def seq2seq_alignments(
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
-      ...                              hidden_size=16, attention="bahdanau")
-      >>> alignments = jaxrnn.seq2seq_alignments(params, jnp.ones((7, 3), int),
+      >>> params = jaxrnn.seq2seq.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                                      hidden_size=16, attention="bahdanau")
+      >>> alignments = jaxrnn.seq2seq.seq2seq_alignments(params, jnp.ones((7, 3), int),
       ...     jnp.array([7, 2, 5]), jnp.ones((4, 3), int), start_token=2)
       >>> alignments.shape, bool(jnp.all(alignments[:, 1, 2:] == 0))
       ((4, 3, 7), True)
@@ -674,12 +675,12 @@ def greedy_decode(
     (s_{t}, h_{t}) = \\mathrm{decoder}(s_{t-1}, E_{tgt}[\\hat y_{t-1}])
     $$
 
-    A fixed-length ``lax.scan`` (see [`generate`][jaxrnn.generate]): after a sequence emits
+    A fixed-length ``lax.scan`` (see [`generate`][jaxrnn.decoding.generate]): after a sequence emits
     ``end_token`` it emits only ``pad_token``. Jit it with the keyword arguments bound
     (``functools.partial``).
 
     Args:
-      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
+      params: from [`init_seq2seq`][jaxrnn.seq2seq.init_seq2seq].
       source: integer ``(source_time, *batch)``.
       source_lengths: integer ``batch``, or ``None``.
       max_length: number of decoding steps.
@@ -693,9 +694,9 @@ def greedy_decode(
 
     Example:
       >>> import functools, jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
-      ...                              hidden_size=16)
-      >>> decode = jax.jit(functools.partial(jaxrnn.greedy_decode, max_length=6,
+      >>> params = jaxrnn.seq2seq.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                                      hidden_size=16)
+      >>> decode = jax.jit(functools.partial(jaxrnn.seq2seq.greedy_decode, max_length=6,
       ...                                    start_token=2, end_token=1))
       >>> tokens, lengths = decode(params, jnp.zeros((7, 3), int), jnp.array([7, 2, 5]))
       >>> tokens.shape, lengths.shape
@@ -733,11 +734,11 @@ def sample_decode(
     \\hat y_t \\sim \\mathrm{Categorical}(\\mathrm{softmax}(z_t / \\tau))
     $$
 
-    As [`greedy_decode`][jaxrnn.greedy_decode] otherwise; ``temperature -> 0`` approaches greedy
-    decoding.
+    As [`greedy_decode`][jaxrnn.seq2seq.greedy_decode] otherwise; ``temperature -> 0`` approaches
+    greedy decoding.
 
     Args:
-      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
+      params: from [`init_seq2seq`][jaxrnn.seq2seq.init_seq2seq].
       source: integer ``(source_time, *batch)``.
       source_lengths: integer ``batch``, or ``None``.
       max_length: number of decoding steps.
@@ -748,13 +749,13 @@ def sample_decode(
       temperature: ``tau > 0``.
 
     Returns:
-      ``(tokens, lengths)`` as in [`greedy_decode`][jaxrnn.greedy_decode].
+      ``(tokens, lengths)`` as in [`greedy_decode`][jaxrnn.seq2seq.greedy_decode].
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
-      ...                              hidden_size=16)
-      >>> tokens, lengths = jaxrnn.sample_decode(
+      >>> params = jaxrnn.seq2seq.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                                      hidden_size=16)
+      >>> tokens, lengths = jaxrnn.seq2seq.sample_decode(
       ...     params, jnp.zeros((7, 3), int), key=jax.random.key(1), max_length=6,
       ...     start_token=2, end_token=1, temperature=0.5)
       >>> tokens.shape
@@ -795,7 +796,7 @@ def beam_search(
     Scores are not length-normalized.
 
     Args:
-      params: from [`init_seq2seq`][jaxrnn.init_seq2seq].
+      params: from [`init_seq2seq`][jaxrnn.seq2seq.init_seq2seq].
       source: integer ``(source_time, batch)``: exactly one batch axis.
       source_lengths: integer ``(batch,)``, or ``None``.
       max_length: number of decoding steps.
@@ -810,9 +811,9 @@ def beam_search(
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
-      ...                              hidden_size=16)
-      >>> tokens, lengths, scores = jaxrnn.beam_search(
+      >>> params = jaxrnn.seq2seq.init_seq2seq(jax.random.key(0), 12, 10, embed_size=8,
+      ...                                      hidden_size=16)
+      >>> tokens, lengths, scores = jaxrnn.seq2seq.beam_search(
       ...     params, jnp.zeros((7, 3), int), beam_size=4, max_length=6, start_token=2,
       ...     end_token=1)
       >>> tokens.shape, scores.shape

@@ -8,13 +8,14 @@ step is::
     params = optax.apply_updates(params, updates)
 
 RNNs need gradient clipping (exploding gradients, Pascanu et al. 2013), so
-[`make_train_step`][jaxrnn.make_train_step] takes ``max_grad_norm`` and chains
+[`make_train_step`][jaxrnn.train.make_train_step] takes ``max_grad_norm`` and chains
 ``optax.clip_by_global_norm`` in front of the optimizer.
 
 Checkpoints use ``flax.serialization``'s msgpack format. The file stores the arrays under
-their pytree paths (``.params.w_x``...); [`restore_checkpoint`][jaxrnn.restore_checkpoint] puts them
-back into a *template* (e.g. freshly initialised params and optimizer state), so the restored tree
-has the template's types: ``LSTMParams`` stays ``LSTMParams``, optax states stay theirs.
+their pytree paths (``.params.w_x``...); [`restore_checkpoint`][jaxrnn.train.restore_checkpoint]
+puts them back into a *template* (e.g. freshly initialised params and optimizer state), so the
+restored tree has the template's types: ``LSTMParams`` stays ``LSTMParams``, optax states stay
+theirs.
 """
 
 from __future__ import annotations
@@ -94,9 +95,9 @@ def make_train_step(
       jit: compile ``step`` with ``jax.jit``.
 
     Returns:
-      A [`TrainStep`][jaxrnn.TrainStep] ``(init, step)``: ``init(params)`` gives a
-      [`TrainState`][jaxrnn.TrainState]; ``step(state, *batch)`` gives ``(state, StepMetrics(loss,
-      grad_norm, aux))``.
+      A [`TrainStep`][jaxrnn.train.TrainStep] ``(init, step)``: ``init(params)`` gives a
+      [`TrainState`][jaxrnn.train.TrainState]; ``step(state, *batch)`` gives
+      ``(state, StepMetrics(loss, grad_norm, aux))``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, jaxrnn
@@ -104,7 +105,7 @@ def make_train_step(
       >>> def loss_fn(params, xs, targets):
       ...     _, ys = jaxrnn.unroll(params, None, xs)
       ...     return jnp.mean((ys[..., 0] - targets) ** 2)
-      >>> train = jaxrnn.make_train_step(loss_fn, optax.adam(1e-2), max_grad_norm=1.0)
+      >>> train = jaxrnn.train.make_train_step(loss_fn, optax.adam(1e-2), max_grad_norm=1.0)
       >>> state = train.init(params)
       >>> xs, targets = jnp.ones((5, 4, 2)), jnp.full((5, 4), 0.5)
       >>> state, metrics = train.step(state, xs, targets)
@@ -156,7 +157,7 @@ def fit(
     the device, so it is done only every ``log_every`` steps.
 
     Args:
-      train: from [`make_train_step`][jaxrnn.make_train_step].
+      train: from [`make_train_step`][jaxrnn.train.make_train_step].
       state: from ``train.init(params)`` (or a restored checkpoint).
       batches: a sequence of batches, each a tuple of ``loss_fn``'s arguments after
         ``params``, reused every epoch; or a function ``epoch -> iterable of batches``
@@ -171,14 +172,14 @@ def fit(
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, jaxrnn
-      >>> params = jaxrnn.init_readout(jax.random.key(0), 3, 1)
+      >>> params = jaxrnn.heads.init_readout(jax.random.key(0), 3, 1)
       >>> def loss_fn(params, x, y):
-      ...     return jnp.mean((jaxrnn.readout(params, x)[:, 0] - y) ** 2)
+      ...     return jnp.mean((jaxrnn.heads.readout(params, x)[:, 0] - y) ** 2)
       >>> x = jax.random.normal(jax.random.key(1), (32, 3))
       >>> batches = [(x, x @ jnp.array([1.0, -2.0, 0.5]))]
-      >>> train = jaxrnn.make_train_step(loss_fn, optax.adam(0.1))
-      >>> state, history = jaxrnn.fit(train, train.init(params), batches, num_epochs=100,
-      ...                             progress=False)
+      >>> train = jaxrnn.train.make_train_step(loss_fn, optax.adam(0.1))
+      >>> state, history = jaxrnn.train.fit(train, train.init(params), batches, num_epochs=100,
+      ...                                   progress=False)
       >>> len(history), history[-1] < 0.01 * history[0]
       (100, True)
     """
@@ -221,7 +222,8 @@ def _flat_with_paths(tree: Any) -> dict[str, Any]:
 
 
 def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
-    """Write a pytree of arrays (params, a [`TrainState`][jaxrnn.TrainState]...) to a msgpack file.
+    """Write a pytree of arrays (params, a [`TrainState`][jaxrnn.train.TrainState]...) to a msgpack
+    file.
 
     Each leaf is stored under its pytree path (``jax.tree_util.keystr``), serialized
     with ``flax.serialization.msgpack_serialize``. The file is written to a temporary
@@ -238,7 +240,7 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
       >>> import os, tempfile, jax, jaxrnn
       >>> params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4)
       >>> path = os.path.join(tempfile.mkdtemp(), "params.msgpack")
-      >>> jaxrnn.save_checkpoint(path, params)
+      >>> jaxrnn.train.save_checkpoint(path, params)
       >>> os.path.getsize(path) > 0
       True
     """
@@ -252,15 +254,15 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
 
 
 def restore_checkpoint(path: str | os.PathLike, template: Any) -> Any:
-    """Read a checkpoint written by [`save_checkpoint`][jaxrnn.save_checkpoint] into the structure
-    of ``template``.
+    """Read a checkpoint written by [`save_checkpoint`][jaxrnn.train.save_checkpoint] into the
+    structure of ``template``.
 
     The template (e.g. ``train.init(init_params(...))``) gives the tree's types and
     static configuration; the file gives the values. Every leaf path must be present
     with the template's shape and dtype.
 
     Args:
-      path: file written by [`save_checkpoint`][jaxrnn.save_checkpoint].
+      path: file written by [`save_checkpoint`][jaxrnn.train.save_checkpoint].
       template: a pytree with the structure, shapes and dtypes of the saved one (its
         values are not used).
 
@@ -271,9 +273,9 @@ def restore_checkpoint(path: str | os.PathLike, template: Any) -> Any:
       >>> import os, tempfile, jax, jaxrnn
       >>> params = jaxrnn.init_params(jax.random.key(0), "lstm", 3, 4)
       >>> path = os.path.join(tempfile.mkdtemp(), "params.msgpack")
-      >>> jaxrnn.save_checkpoint(path, params)
+      >>> jaxrnn.train.save_checkpoint(path, params)
       >>> template = jaxrnn.init_params(jax.random.key(1), "lstm", 3, 4)
-      >>> restored = jaxrnn.restore_checkpoint(path, template)
+      >>> restored = jaxrnn.train.restore_checkpoint(path, template)
       >>> type(restored).__name__, bool((restored.w_h == params.w_h).all())
       ('LSTMParams', True)
     """

@@ -93,7 +93,7 @@ class GRUParams(VectorCell):
         ``O(hidden_size)`` beyond the step's own products with ``reset_after=True``; one
         more vector-matrix product (every ``r_j`` reaches ``n_i`` through ``W_hn``)
         without. Forming the whole Jacobian costs ``hidden_size`` times the step. Used by
-        quasi-DEER (``jaxrnn.deer_unroll(..., variant="diagonal")``).
+        quasi-DEER (``jaxrnn.parallel.deer_unroll(..., variant="diagonal")``).
 
         Example:
           >>> import jax, jax.numpy as jnp, jaxrnn

@@ -108,7 +108,7 @@ class LSTMParams(Cell):
         ``O(hidden_size)`` beyond the step's own products without a projection,
         ``O(proj_size · hidden_size)`` (like the step) with one; forming the whole
         Jacobian costs the state size times the step. Used by quasi-DEER
-        (``jaxrnn.deer_unroll(..., variant="diagonal")``), whose flattened state is
+        (``jaxrnn.parallel.deer_unroll(..., variant="diagonal")``), whose flattened state is
         ``ravel_pytree(LSTMState(h, c))``: ``h`` first, then ``c``.
 
         Example:

@@ -60,7 +60,7 @@ class RNNParams(VectorCell):
 
         ``O(hidden_size)`` beyond the step's own matrix product, where forming the whole
         Jacobian and taking its diagonal costs ``hidden_size`` times the step. Used by
-        quasi-DEER (``jaxrnn.deer_unroll(..., variant="diagonal")``).
+        quasi-DEER (``jaxrnn.parallel.deer_unroll(..., variant="diagonal")``).
 
         Example:
           >>> import jax, jax.numpy as jnp, jaxrnn
