@@ -54,7 +54,7 @@ def attend_numpy(params, query, memory, lengths):
 
 def attention_params(kind, seed=0, query_size=QUERY, memory_size=MEMORY):
     size = 3 if kind == "bahdanau" else None
-    return jaxrnn.init_attention(
+    return jaxrnn.attention.init_attention(
         jax.random.key(seed), query_size, memory_size, kind=kind, attention_size=size
     )
 
@@ -70,14 +70,14 @@ def test_attend_matches_numpy_and_masks_padding(kind, batch_shape, x64):
     if batch_shape:
         lengths = lengths.at[(-1,) * len(batch_shape)].set(0)
     memory = padded(k3, SOURCE_TIME, lengths, MEMORY, dtype=jnp.float64)
-    context, weights = jax.jit(jaxrnn.attend)(params, query, memory, lengths)
+    context, weights = jax.jit(jaxrnn.attention.attend)(params, query, memory, lengths)
     expected_context, expected_weights = attend_numpy(params, query, memory, lengths)
     np.testing.assert_allclose(weights, expected_weights, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(context, expected_context, rtol=1e-12, atol=1e-14)
     valid = jnp.arange(SOURCE_TIME) < lengths[..., None]
     assert bool(jnp.all(jnp.where(valid, True, weights == 0))), "weight on padding"
     np.testing.assert_allclose(weights.sum(-1), jnp.where(lengths > 0, 1.0, 0.0), rtol=1e-12)
-    full_context, _ = jax.jit(jaxrnn.attend)(params, query, memory)  # every step valid
+    full_context, _ = jax.jit(jaxrnn.attention.attend)(params, query, memory)  # every step valid
     np.testing.assert_allclose(full_context, attend_numpy(params, query, memory, None)[0])
 
 
@@ -88,7 +88,7 @@ def test_attend_gradients(kind, x64):
     lengths = jnp.array([5, 2, 0])
     query = jax.random.normal(k1, (3, QUERY), jnp.float64)
     memory = padded(k2, SOURCE_TIME, lengths, MEMORY, dtype=jnp.float64)
-    attend = jax.jit(lambda p, q, m: jaxrnn.attend(p, q, m, lengths))
+    attend = jax.jit(lambda p, q, m: jaxrnn.attention.attend(p, q, m, lengths))
     check_grads(attend, (params, query, memory), order=1, modes=["rev"])
 
 
@@ -102,7 +102,7 @@ def test_padding_content_never_reaches_results_or_gradients(kind):
     dirty = padded(k2, SOURCE_TIME, lengths, MEMORY, fill=jnp.nan)
 
     def loss(p, q, m):
-        context, weights = jaxrnn.attend(p, q, m, lengths)
+        context, weights = jaxrnn.attention.attend(p, q, m, lengths)
         return jnp.sum(jnp.sin(context)) + jnp.sum(weights * jnp.arange(SOURCE_TIME))
 
     value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
@@ -139,7 +139,7 @@ def decode_loop(decoder, memory, memory_lengths, carry, xs, lengths):
     for t in range(xs.shape[0]):
         x, cell_carry, attentional = xs[t], carry.cell, carry.attentional
         if decoder.attention.kind == "bahdanau":
-            c, a = jaxrnn.attend(
+            c, a = jaxrnn.attention.attend(
                 decoder.attention, top_h(inner, cell_carry), memory, memory_lengths
             )
             cell_carry, h = jaxrnn.cell_step(inner, cell_carry, jnp.concatenate([x, c], -1))
@@ -147,12 +147,12 @@ def decode_loop(decoder, memory, memory_lengths, carry, xs, lengths):
         else:
             x_in = jnp.concatenate([x, attentional], -1) if decoder.input_feeding else x
             cell_carry, h = jaxrnn.cell_step(inner, cell_carry, x_in)
-            c, a = jaxrnn.attend(decoder.attention, h, memory, memory_lengths)
+            c, a = jaxrnn.attention.attend(decoder.attention, h, memory, memory_lengths)
             w_c, b_c = decoder.combine.w_y, decoder.combine.b_y
             y = jnp.tanh(jnp.concatenate([c, h], -1) @ w_c + b_c)
             attentional = y if decoder.input_feeding else None
         valid = t < lengths
-        new = jaxrnn.AttentionState(cell_carry, attentional)
+        new = jaxrnn.attention.AttentionState(cell_carry, attentional)
         carry = jax.tree.map(
             lambda n, o, valid=valid: jnp.where(valid.reshape(-1, *[1] * (n.ndim - 1)), n, o),
             new,
@@ -167,7 +167,7 @@ def decode_loop(decoder, memory, memory_lengths, carry, xs, lengths):
 def test_teacher_forced_decoder_equals_loop_of_equations(config):
     config = dict(config)
     cell, kind = config.pop("cell"), config.pop("kind")
-    decoder = jaxrnn.init_attention_cell(
+    decoder = jaxrnn.attention.init_attention_cell(
         jax.random.key(3), cell, 3, MEMORY, MEMORY, kind=kind, **config
     )
     k1, k2, k3 = jax.random.split(jax.random.key(4), 3)
@@ -175,7 +175,7 @@ def test_teacher_forced_decoder_equals_loop_of_equations(config):
     lengths = jnp.array([6, 6, 2])
     memory = padded(k1, SOURCE_TIME, memory_lengths, MEMORY, fill=jnp.nan)
     xs = jax.random.normal(k2, (6, 3, 3))
-    bound = jaxrnn.with_memory(decoder, memory, memory_lengths)
+    bound = jaxrnn.attention.with_memory(decoder, memory, memory_lengths)
     start = jax.tree.map(
         lambda a: jax.random.normal(k3, a.shape, a.dtype), jaxrnn.init_carry(bound, (3,))
     )
@@ -188,7 +188,7 @@ def test_teacher_forced_decoder_equals_loop_of_equations(config):
     jax.tree.map(
         functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6), carry, loop_carry
     )
-    with_alignments = functools.partial(jaxrnn.unroll_with_alignments, lengths=lengths)
+    with_alignments = functools.partial(jaxrnn.attention.unroll_with_alignments, lengths=lengths)
     _, ys_too, alignments = jax.jit(with_alignments)(bound, start, xs)
     np.testing.assert_array_equal(ys_too, ys)
     np.testing.assert_allclose(alignments, loop_weights, rtol=1e-5, atol=1e-7)
@@ -207,7 +207,7 @@ VOCAB = 7
 
 
 def init_seq2seq(config, seed=0, hidden_size=4):
-    return jaxrnn.init_seq2seq(
+    return jaxrnn.seq2seq.init_seq2seq(
         jax.random.key(seed), VOCAB, VOCAB, embed_size=3, hidden_size=hidden_size, **config
     )
 
@@ -226,7 +226,7 @@ END_BIAS = {"bahdanau": 0.5, "luong_dot": 0.4, "luong_general": 3.0}
 def sharpened(params, kind):
     """Larger logits, and END likely, so decoding ends at different times."""
     out = params.readout
-    readout = jaxrnn.ReadoutParams(out.w_y * 4, out.b_y.at[END].set(END_BIAS[kind]))
+    readout = jaxrnn.heads.ReadoutParams(out.w_y * 4, out.b_y.at[END].set(END_BIAS[kind]))
     return params.__class__(**{**vars(params), "readout": readout})
 
 
@@ -237,7 +237,9 @@ def test_seq2seq_gradients_reach_attention_and_encoder(config):
     params = init_seq2seq(config)
     source, source_lengths = source_batch(jax.random.key(5), 3)
     targets = jax.random.randint(jax.random.key(6), (5, 3), FIRST, VOCAB)
-    loss_fn = jax.jit(jax.value_and_grad(functools.partial(jaxrnn.seq2seq_loss, start_token=START)))
+    loss_fn = jax.jit(
+        jax.value_and_grad(functools.partial(jaxrnn.seq2seq.seq2seq_loss, start_token=START))
+    )
     loss, grads = loss_fn(params, source, source_lengths, targets, jnp.array([5, 2, 4]))
     assert bool(jnp.isfinite(loss))
     for part in (grads.encoder, grads.source_embedding, grads.decoder.cell, grads.readout):
@@ -248,7 +250,7 @@ def test_seq2seq_gradients_reach_attention_and_encoder(config):
     junk = jnp.where(jaxrnn.sequence_mask(source_lengths, 4), source, VOCAB - 1)
     junk_loss, _ = loss_fn(params, junk, source_lengths, targets, jnp.array([5, 2, 4]))
     np.testing.assert_allclose(junk_loss, loss, rtol=1e-6)
-    alignments = jax.jit(functools.partial(jaxrnn.seq2seq_alignments, start_token=START))(
+    alignments = jax.jit(functools.partial(jaxrnn.seq2seq.seq2seq_alignments, start_token=START))(
         params, source, source_lengths, targets, jnp.array([5, 2, 4])
     )
     valid = jaxrnn.sequence_mask(source_lengths, 4).T[None]  # (1, batch, source_time)
@@ -265,39 +267,41 @@ def test_greedy_is_stepwise_argmax_and_beams_read_their_own_source(config):
     source, source_lengths = source_batch(jax.random.key(7), 6)
     max_length = 5
     options = dict(max_length=max_length, start_token=START, end_token=END, pad_token=PAD)
-    tokens, lengths = jax.jit(functools.partial(jaxrnn.greedy_decode, **options))(
+    tokens, lengths = jax.jit(functools.partial(jaxrnn.seq2seq.greedy_decode, **options))(
         params, source, source_lengths
     )
 
     @jax.jit
     def by_hand(params, source, source_lengths):
         """Step by step: the attention decoder bound to the encoder's outputs."""
-        encoder_carry, encoder_ys = jaxrnn.encode(params, source, source_lengths)
-        decoder = jaxrnn.with_memory(params.decoder, encoder_ys, source_lengths)
-        carry = jaxrnn.bridge_carry(params, encoder_carry)
+        encoder_carry, encoder_ys = jaxrnn.seq2seq.encode(params, source, source_lengths)
+        decoder = jaxrnn.attention.with_memory(params.decoder, encoder_ys, source_lengths)
+        carry = jaxrnn.seq2seq.bridge_carry(params, encoder_carry)
         token = jnp.full(6, START)
         finished = jnp.zeros(6, bool)
         expected = []
         for _ in range(max_length):
             carry, y = jaxrnn.cell_step(decoder, carry, params.target_embedding[token])
-            token = jnp.where(finished, PAD, jnp.argmax(jaxrnn.readout(params.readout, y), -1))
+            token = jnp.where(
+                finished, PAD, jnp.argmax(jaxrnn.heads.readout(params.readout, y), -1)
+            )
             finished = finished | (token == END)
             expected.append(token)
         return jnp.stack(expected)
 
     np.testing.assert_array_equal(tokens, by_hand(params, source, source_lengths))
     assert bool(jnp.any(lengths < max_length)) and bool(jnp.any(lengths > 1))
-    beam_one, _, _ = jax.jit(functools.partial(jaxrnn.beam_search, beam_size=1, **options))(
+    beam_one, _, _ = jax.jit(functools.partial(jaxrnn.seq2seq.beam_search, beam_size=1, **options))(
         params, source, source_lengths
     )
     np.testing.assert_array_equal(beam_one, tokens)
     beams, beam_lengths, scores = jax.jit(
-        functools.partial(jaxrnn.beam_search, beam_size=3, **options)
+        functools.partial(jaxrnn.seq2seq.beam_search, beam_size=3, **options)
     )(params, source, source_lengths)
-    logits = jax.jit(functools.partial(jaxrnn.seq2seq_logits, start_token=START))(
+    logits = jax.jit(functools.partial(jaxrnn.seq2seq.seq2seq_logits, start_token=START))(
         params, source, source_lengths, beams, beam_lengths
     )
-    nll = jaxrnn.sequence_softmax_cross_entropy(
+    nll = jaxrnn.losses.sequence_softmax_cross_entropy(
         logits, beams, lengths=beam_lengths, reduction="none"
     )
     np.testing.assert_allclose(-nll.sum(0), scores, rtol=1e-4, atol=1e-5)
@@ -333,17 +337,19 @@ def test_sample_decode_with_attention(config):
     source, source_lengths = jnp.tile(base_source, (1, copies)), jnp.tile(base_lengths, copies)
     batch = source.shape[1]
     # temperature is a traced argument: one compilation for every temperature
-    sample = jax.jit(functools.partial(jaxrnn.sample_decode, max_length=max_length, **DECODE))
+    sample = jax.jit(
+        functools.partial(jaxrnn.seq2seq.sample_decode, max_length=max_length, **DECODE)
+    )
 
     @jax.jit
     def by_hand(params, source, source_lengths, key, temperature):
-        encoder_carry, encoder_ys = jaxrnn.encode(params, source, source_lengths)
-        decoder = jaxrnn.with_memory(params.decoder, encoder_ys, source_lengths)
-        carry = jaxrnn.bridge_carry(params, encoder_carry)
+        encoder_carry, encoder_ys = jaxrnn.seq2seq.encode(params, source, source_lengths)
+        decoder = jaxrnn.attention.with_memory(params.decoder, encoder_ys, source_lengths)
+        carry = jaxrnn.seq2seq.bridge_carry(params, encoder_carry)
         token, finished, tokens, all_logits = jnp.full(batch, START), jnp.zeros(batch, bool), [], []
         for step_key in jax.random.split(key, max_length):
             carry, y = jaxrnn.cell_step(decoder, carry, params.target_embedding[token])
-            logits = jaxrnn.readout(params.readout, y)
+            logits = jaxrnn.heads.readout(params.readout, y)
             token = jax.random.categorical(step_key, logits / temperature, axis=-1)
             token = jnp.where(finished, PAD, token)
             finished = finished | (token == END)
@@ -356,7 +362,7 @@ def test_sample_decode_with_attention(config):
     tokens, lengths = sample(params, source, source_lengths, key=k1, temperature=temperature)
     expected_tokens, first_logits = by_hand(params, source, source_lengths, k1, temperature)
     np.testing.assert_array_equal(tokens, expected_tokens)
-    np.testing.assert_array_equal(lengths, jaxrnn.decoded_lengths(tokens, END))
+    np.testing.assert_array_equal(lengths, jaxrnn.decoding.decoded_lengths(tokens, END))
     assert bool(jnp.any(lengths < max_length)) and bool(jnp.any(tokens == PAD))
     again, _ = sample(params, source, source_lengths, key=k1, temperature=temperature)
     np.testing.assert_array_equal(again, tokens)
@@ -372,7 +378,9 @@ def test_sample_decode_with_attention(config):
     untempered = jax.nn.softmax(z_1, -1)
     assert bool(jnp.any(jnp.abs(frequencies - untempered) > bound)), "the check has no power"
 
-    greedy = jax.jit(functools.partial(jaxrnn.greedy_decode, max_length=max_length, **DECODE))
+    greedy = jax.jit(
+        functools.partial(jaxrnn.seq2seq.greedy_decode, max_length=max_length, **DECODE)
+    )
     greedy_tokens, greedy_lengths = greedy(params, source, source_lengths)
     cold, cold_lengths = sample(params, source, source_lengths, key=k2, temperature=1e-6)
     np.testing.assert_array_equal(cold, greedy_tokens)
@@ -407,18 +415,20 @@ def reverse_batch(key, batch, max_source=5, vocab=10):
 def test_learns_to_reverse_with_attention():
     """Reversal needs the source in the opposite order: attention learns it in 150 steps
     (exact-match above 0.9, where the same model without attention stays near 0.6)."""
-    params = jaxrnn.init_seq2seq(
+    params = jaxrnn.seq2seq.init_seq2seq(
         jax.random.key(0), 10, 10, embed_size=8, hidden_size=16, cell="gru", attention="bahdanau"
     )
-    loss_fn = functools.partial(jaxrnn.seq2seq_loss, start_token=START)
-    train = jaxrnn.make_train_step(loss_fn, optax.adam(1e-2), max_grad_norm=1.0)
+    loss_fn = functools.partial(jaxrnn.seq2seq.seq2seq_loss, start_token=START)
+    train = jaxrnn.train.make_train_step(loss_fn, optax.adam(1e-2), max_grad_norm=1.0)
     make = jax.jit(reverse_batch, static_argnums=1)
     batches = lambda epoch: (make(jax.random.key(step), 64) for step in range(150))  # noqa: E731
-    state, history = jaxrnn.fit(train, train.init(params), batches, progress=False)
+    state, history = jaxrnn.train.fit(train, train.init(params), batches, progress=False)
     assert history[-1] < 0.1 * history[0]
     source, source_lengths, targets, target_lengths = reverse_batch(jax.random.key(10**6), 256)
     tokens, lengths = jax.jit(
-        functools.partial(jaxrnn.greedy_decode, max_length=6, start_token=START, end_token=END)
+        functools.partial(
+            jaxrnn.seq2seq.greedy_decode, max_length=6, start_token=START, end_token=END
+        )
     )(state.params, source, source_lengths)
     valid = jaxrnn.sequence_mask(target_lengths, 6)
     exact = jnp.all(jnp.where(valid, tokens == targets, True), 0) & (lengths == target_lengths)
@@ -440,11 +450,13 @@ def dropout_decoder(config, input_feeding=False):
     cell, kind, rates = config.pop("cell"), config.pop("kind"), config.pop("regularize", None)
     if kind != "bahdanau":
         config["input_feeding"] = input_feeding
-    decoder = jaxrnn.init_attention_cell(
+    decoder = jaxrnn.attention.init_attention_cell(
         jax.random.key(3), cell, 3, MEMORY, MEMORY, kind=kind, **config
     )
     if rates is not None:
-        decoder = dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell, **rates))
+        decoder = dataclasses.replace(
+            decoder, cell=jaxrnn.regularization.regularize(decoder.cell, **rates)
+        )
     return decoder
 
 
@@ -463,7 +475,7 @@ def test_key_gives_the_inner_layers_their_own_dropout(config):
     memory = padded(k1, SOURCE_TIME, memory_lengths, MEMORY, fill=jnp.nan)
     xs = jax.random.normal(k2, (6, 3, 3))
     lengths = jnp.array([6, 6, 2])
-    bound = jaxrnn.with_memory(decoder, memory, memory_lengths)
+    bound = jaxrnn.attention.with_memory(decoder, memory, memory_lengths)
     start = random_carry(bound, (3,), k3)
     run = jax.jit(functools.partial(jaxrnn.unroll, lengths=lengths))
 
@@ -477,9 +489,11 @@ def test_key_gives_the_inner_layers_their_own_dropout(config):
             ys = jnp.concatenate([hs, context], -1)
         else:
             inner_carry, hs = jaxrnn.unroll(decoder.cell, start, xs, lengths=lengths, key=key)
-            read = jax.vmap(lambda h: jaxrnn.attend(decoder.attention, h, memory, memory_lengths))
+            read = jax.vmap(
+                lambda h: jaxrnn.attention.attend(decoder.attention, h, memory, memory_lengths)
+            )
             context, _ = read(hs)
-            ys = jaxrnn.readout(decoder.combine, jnp.concatenate([context, hs], -1), "tanh")
+            ys = jaxrnn.heads.readout(decoder.combine, jnp.concatenate([context, hs], -1), "tanh")
         return inner_carry, jnp.where(jaxrnn.sequence_mask(lengths, 6)[..., None], ys, 0)
 
     key, other_key = jax.random.split(jax.random.key(5))
@@ -504,7 +518,7 @@ def test_dropout_with_input_feeding_trains():
     @jax.jit
     @functools.partial(jax.value_and_grad, argnums=(0, 1))
     def loss(decoder, memory, key):
-        bound = jaxrnn.with_memory(decoder, memory, memory_lengths)
+        bound = jaxrnn.attention.with_memory(decoder, memory, memory_lengths)
         _, ys = jaxrnn.unroll(bound, None, xs, lengths=jnp.array([6, 6, 2]), key=key)
         return jnp.sum(jnp.sin(ys))
 
@@ -521,7 +535,7 @@ def test_dropout_with_input_feeding_trains():
 def test_regularized_attention_decoder_keeps_the_inner_dropout():
     """regularize() around a whole attention decoder drops its inputs and outputs; the
     inner layers still get a key of their own for their dropout."""
-    decoder = jaxrnn.init_attention_cell(
+    decoder = jaxrnn.attention.init_attention_cell(
         jax.random.key(3), "gru", 3, MEMORY, MEMORY, kind="luong_dot", num_layers=2, dropout=0.5
     )
     no_dropout = dataclasses.replace(decoder, cell=dataclasses.replace(decoder.cell, dropout=0.0))
@@ -531,8 +545,8 @@ def test_regularized_attention_decoder_keeps_the_inner_dropout():
     def outputs(decoder):
         # regularize() needs a decoder without memory (its checks step one sequence), and
         # with_memory an AttentionCell: bind the one inside.
-        wrapped = jaxrnn.regularize(decoder, output_dropout=0.2)
-        bound = dataclasses.replace(wrapped, cell=jaxrnn.with_memory(decoder, memory))
+        wrapped = jaxrnn.regularization.regularize(decoder, output_dropout=0.2)
+        bound = dataclasses.replace(wrapped, cell=jaxrnn.attention.with_memory(decoder, memory))
         return jax.jit(jaxrnn.unroll)(bound, None, xs, key=jax.random.key(7))[1]
 
     ys, ys_without = outputs(decoder), outputs(no_dropout)
@@ -541,8 +555,8 @@ def test_regularized_attention_decoder_keeps_the_inner_dropout():
     np.testing.assert_array_equal(ys == 0, ys_without == 0)
 
 
-BAHDANAU = jaxrnn.init_attention(jax.random.key(0), 4, 4)
-DECODER = jaxrnn.init_attention_cell(jax.random.key(0), "gru", 3, 4, 4)
+BAHDANAU = jaxrnn.attention.init_attention(jax.random.key(0), 4, 4)
+DECODER = jaxrnn.attention.init_attention_cell(jax.random.key(0), "gru", 3, 4, 4)
 MEMORY_3 = jnp.ones((5, 3, 4))
 
 
@@ -550,43 +564,45 @@ MEMORY_3 = jnp.ones((5, 3, 4))
     ("call", "error", "match"),
     [
         (
-            lambda: jaxrnn.init_attention(jax.random.key(0), 4, 4, kind="concat"),
+            lambda: jaxrnn.attention.init_attention(jax.random.key(0), 4, 4, kind="concat"),
             ValueError,
             "init_attention: kind must be one of 'bahdanau', 'luong_dot', 'luong_general'; "
             "got 'concat'",
         ),
         (
-            lambda: jaxrnn.init_attention(jax.random.key(0), 4, 6, kind="luong_dot"),
+            lambda: jaxrnn.attention.init_attention(jax.random.key(0), 4, 6, kind="luong_dot"),
             ValueError,
             "init_attention: memory_size must equal query_size=4 for kind='luong_dot'; got 6",
         ),
         (
-            lambda: jaxrnn.init_attention(
+            lambda: jaxrnn.attention.init_attention(
                 jax.random.key(0), 4, 4, kind="luong_general", attention_size=3
             ),
             ValueError,
             "init_attention: attention_size must be None unless kind='bahdanau'; got 3",
         ),
         (
-            lambda: jaxrnn.init_attention(jax.random.key(0), 0, 4),
+            lambda: jaxrnn.attention.init_attention(jax.random.key(0), 0, 4),
             TypeError,
             "init_attention: query_size must be a positive int; got 0",
         ),
         (
-            lambda: jaxrnn.init_attention_cell(
+            lambda: jaxrnn.attention.init_attention_cell(
                 jax.random.key(0), "gru", 3, 4, 4, attentional_size=2
             ),
             ValueError,
             "init_attention_cell: attentional_size must be None unless kind is a Luong kind; got 2",
         ),
         (
-            lambda: jaxrnn.init_attention_cell(jax.random.key(0), "gru", 3, 4, 4, dropout=0.3),
+            lambda: jaxrnn.attention.init_attention_cell(
+                jax.random.key(0), "gru", 3, 4, 4, dropout=0.3
+            ),
             ValueError,
             r"init_attention_cell: dropout must be 0 with num_layers=1 \(it acts between the "
             r"inner layers\); got 0.3",
         ),
         (
-            lambda: jaxrnn.init_attention_cell(
+            lambda: jaxrnn.attention.init_attention_cell(
                 jax.random.key(0), "gru", 3, 4, 4, num_layers=2, dropout=1.0
             ),
             ValueError,
@@ -594,11 +610,11 @@ MEMORY_3 = jnp.ones((5, 3, 4))
         ),
         (
             lambda: jaxrnn.unroll(
-                jaxrnn.with_memory(
+                jaxrnn.attention.with_memory(
                     dataclasses.replace(
                         DECODER,
-                        cell=jaxrnn.learned_init(
-                            jaxrnn.regularize(DECODER.cell, input_dropout=0.1)
+                        cell=jaxrnn.carries.learned_init(
+                            jaxrnn.regularization.regularize(DECODER.cell, input_dropout=0.1)
                         ),
                     ),
                     MEMORY_3,
@@ -613,38 +629,40 @@ MEMORY_3 = jnp.ones((5, 3, 4))
             r"layer 0: LearnedInit around a Regularized",
         ),
         (
-            lambda: jaxrnn.attend(BAHDANAU, jnp.ones((3, 4)), jnp.ones((5, 3, 6))),
+            lambda: jaxrnn.attention.attend(BAHDANAU, jnp.ones((3, 4)), jnp.ones((5, 3, 6))),
             ValueError,
             r"attend: memory must have shape \(source_time, \.\.\., memory_size=4\); "
             r"got \(5, 3, 6\)",
         ),
         (
-            lambda: jaxrnn.attend(BAHDANAU, jnp.ones((3, 4)), jnp.ones((5, 3, 4), int)),
+            lambda: jaxrnn.attention.attend(BAHDANAU, jnp.ones((3, 4)), jnp.ones((5, 3, 4), int)),
             TypeError,
             "attend: memory must have a floating dtype; got int32",
         ),
         (
-            lambda: jaxrnn.attend(BAHDANAU, jnp.ones((3, 5)), MEMORY_3),
+            lambda: jaxrnn.attention.attend(BAHDANAU, jnp.ones((3, 5)), MEMORY_3),
             ValueError,
             r"attend: query must have shape \(\.\.\., query_size=4\); got \(3, 5\)",
         ),
         (
-            lambda: jaxrnn.attend(BAHDANAU, jnp.ones((2, 4)), MEMORY_3),
+            lambda: jaxrnn.attention.attend(BAHDANAU, jnp.ones((2, 4)), MEMORY_3),
             ValueError,
             r"attend: query must have the batch shape of memory \(3,\); got \(2,\)",
         ),
         (
-            lambda: jaxrnn.attend(BAHDANAU, jnp.ones((3, 4)), MEMORY_3, jnp.array([1, 2])),
+            lambda: jaxrnn.attention.attend(
+                BAHDANAU, jnp.ones((3, 4)), MEMORY_3, jnp.array([1, 2])
+            ),
             ValueError,
             r"attend: memory_lengths must have the batch shape of memory \(3,\); got \(2,\)",
         ),
         (
-            lambda: jaxrnn.attend(BAHDANAU, jnp.ones((3, 4)), MEMORY_3, jnp.ones(3)),
+            lambda: jaxrnn.attention.attend(BAHDANAU, jnp.ones((3, 4)), MEMORY_3, jnp.ones(3)),
             TypeError,
             "attend: memory_lengths must have an integer dtype; got float32",
         ),
         (
-            lambda: jaxrnn.attend(DECODER, jnp.ones((3, 4)), MEMORY_3),
+            lambda: jaxrnn.attention.attend(DECODER, jnp.ones((3, 4)), MEMORY_3),
             TypeError,
             "attend: params must be AttentionParams; got AttentionCell",
         ),
@@ -655,17 +673,19 @@ MEMORY_3 = jnp.ones((5, 3, 4))
             r"memory_lengths\) before the cell runs; got None",
         ),
         (
-            lambda: jaxrnn.cell_step(jaxrnn.with_memory(DECODER, MEMORY_3), None, jnp.ones((2, 3))),
+            lambda: jaxrnn.cell_step(
+                jaxrnn.attention.with_memory(DECODER, MEMORY_3), None, jnp.ones((2, 3))
+            ),
             ValueError,
             r"AttentionCell: x must have the batch shape of the memory \(3,\); got \(2,\)",
         ),
         (
-            lambda: jaxrnn.with_memory(DECODER.cell, MEMORY_3),
+            lambda: jaxrnn.attention.with_memory(DECODER.cell, MEMORY_3),
             TypeError,
             "with_memory: params must be an AttentionCell; got GRUParams",
         ),
         (
-            lambda: jaxrnn.unroll_with_alignments(DECODER, None, jnp.ones((2, 3, 3))),
+            lambda: jaxrnn.attention.unroll_with_alignments(DECODER, None, jnp.ones((2, 3, 3))),
             ValueError,
             "unroll_with_alignments: params must have a memory \\(see with_memory\\); "
             "got an AttentionCell without one",
@@ -686,7 +706,7 @@ MEMORY_3 = jnp.ones((5, 3, 4))
             "'luong_general'; got 'dot'",
         ),
         (
-            lambda: jaxrnn.seq2seq_alignments(
+            lambda: jaxrnn.seq2seq.seq2seq_alignments(
                 init_seq2seq({}), jnp.ones((3, 2), int), None, jnp.ones((2, 2), int), start_token=1
             ),
             ValueError,

@@ -65,7 +65,7 @@ def by_hand(params, carry, xs, lengths, reverse):
         )
     final, ys = jaxrnn.unroll(params, carry, xs, lengths=lengths, reverse=reverse)
     _, carries = jaxrnn.unroll(
-        jaxrnn.with_carry_outputs(params), carry, xs, lengths=lengths, reverse=reverse
+        jaxrnn.carries.with_carry_outputs(params), carry, xs, lengths=lengths, reverse=reverse
     )
     return final, ys, carries
 
@@ -90,7 +90,7 @@ def test_carries_of_composites_are_those_of_their_parts(kind, reverse):
     # A non-zero initial carry, so that padding steps and final carries are informative.
     carry0 = jax.tree.map(lambda c: c + 0.25, jaxrnn.init_carry(params, (BATCH,)))
     final, carries = jaxrnn.unroll(
-        jaxrnn.with_carry_outputs(params), carry0, xs, lengths=LENGTHS, reverse=reverse
+        jaxrnn.carries.with_carry_outputs(params), carry0, xs, lengths=LENGTHS, reverse=reverse
     )
     plain_final, plain_ys = jaxrnn.unroll(params, carry0, xs, lengths=LENGTHS, reverse=reverse)
     hand_final, hand_ys, hand_carries = by_hand(params, carry0, xs, LENGTHS, reverse)
@@ -112,7 +112,7 @@ def test_dropout_between_layers_follows_the_key(kind):
     params = make(kind, seed=2, dropout=0.5)
     xs = jax.random.normal(jax.random.key(3), (TIME, BATCH, IN))
     key = jax.random.key(4)
-    wrapped = jaxrnn.with_carry_outputs(params)
+    wrapped = jaxrnn.carries.with_carry_outputs(params)
     final, carries = jaxrnn.unroll(wrapped, None, xs, lengths=LENGTHS, key=key)
     plain_final, plain_ys = jaxrnn.unroll(params, None, xs, lengths=LENGTHS, key=key)
     assert_trees_close(final, plain_final)
@@ -129,13 +129,15 @@ def test_output_dropout_of_regularized_layers_feeds_the_next_layer():
     rates = {"output_dropout": 0.4, "recurrent_dropout": 0.3, "zoneout_c": 0.2}
     params = jaxrnn.stack(
         [
-            jaxrnn.regularize(jaxrnn.init_params(keys[0], "lstm", IN, HID), **rates),
-            jaxrnn.regularize(jaxrnn.init_params(keys[1], "lstm", HID, HID), **rates),
+            jaxrnn.regularization.regularize(jaxrnn.init_params(keys[0], "lstm", IN, HID), **rates),
+            jaxrnn.regularization.regularize(
+                jaxrnn.init_params(keys[1], "lstm", HID, HID), **rates
+            ),
         ]
     )
     xs = jax.random.normal(jax.random.key(6), (TIME, BATCH, IN))
     key = jax.random.key(7)
-    final, carries = jaxrnn.unroll(jaxrnn.with_carry_outputs(params), None, xs, key=key)
+    final, carries = jaxrnn.unroll(jaxrnn.carries.with_carry_outputs(params), None, xs, key=key)
     plain_final, _ = jaxrnn.unroll(params, None, xs, key=key)
     assert_trees_close(final, plain_final)
     assert_trees_close(jax.tree.map(lambda c: c[-1], carries), plain_final)
@@ -144,7 +146,7 @@ def test_output_dropout_of_regularized_layers_feeds_the_next_layer():
 def test_cell_step_of_a_stack_outputs_its_whole_carry():
     params = make("lstm_stack", seed=8)
     x = jax.random.normal(jax.random.key(9), (BATCH, IN))
-    wrapped = jaxrnn.with_carry_outputs(params)
+    wrapped = jaxrnn.carries.with_carry_outputs(params)
     new, out = jaxrnn.cell_step(wrapped, None, x)
     plain_new, plain_y = jaxrnn.cell_step(params, None, x)
     assert_trees_close(new, plain_new)
@@ -152,7 +154,7 @@ def test_cell_step_of_a_stack_outputs_its_whole_carry():
     np.testing.assert_allclose(out[-1].h, plain_y, rtol=1e-6)
     assert jax.tree.structure(jaxrnn.init_carry(wrapped, (BATCH,))) == jax.tree.structure(new)
     with pytest.raises(ValueError, match=r"cell_step: params must be a cell or a stack"):
-        jaxrnn.cell_step(jaxrnn.with_carry_outputs(make("bi_gru")), None, x)
+        jaxrnn.cell_step(jaxrnn.carries.with_carry_outputs(make("bi_gru")), None, x)
 
 
 # Attention decoders whose unroll draws masks from the key, inside and around them.
@@ -168,7 +170,7 @@ ATTENTION_DECODERS = {
 
 
 def attention_decoder(name):
-    decoder = jaxrnn.init_attention_cell(
+    decoder = jaxrnn.attention.init_attention_cell(
         jax.random.key(10),
         input_size=IN,
         hidden_size=HID,
@@ -176,13 +178,13 @@ def attention_decoder(name):
         **ATTENTION_DECODERS[name],
     )
     memory = jax.random.normal(jax.random.key(11), (4, BATCH, HID))
-    bound = jaxrnn.with_memory(decoder, memory, jnp.array([4, 1, 3]))
+    bound = jaxrnn.attention.with_memory(decoder, memory, jnp.array([4, 1, 3]))
     if name == "regularized_decoder":
         # regularize() needs the decoder without memory; bind the one inside
-        wrapped = jaxrnn.regularize(decoder, output_dropout=0.4)
+        wrapped = jaxrnn.regularization.regularize(decoder, output_dropout=0.4)
         return dataclasses.replace(wrapped, cell=bound)
     rates = {**RATES, "zoneout_c": 0.3} if name == "bahdanau_lstm" else RATES
-    return dataclasses.replace(bound, cell=jaxrnn.regularize(bound.cell, **rates))
+    return dataclasses.replace(bound, cell=jaxrnn.regularization.regularize(bound.cell, **rates))
 
 
 def outputs_in_carries(name, params, carries, ys, xs, key):
@@ -205,7 +207,7 @@ def test_attention_decoder_carries_follow_the_key(name):
     params = attention_decoder(name)
     xs = jax.random.normal(jax.random.key(12), (TIME, BATCH, IN))
     lengths = jnp.array([5, 5, 2])
-    wrapped = jaxrnn.with_carry_outputs(params)
+    wrapped = jaxrnn.carries.with_carry_outputs(params)
     held = {}
     for key in (jax.random.key(13), None):
         final, carries = jaxrnn.unroll(wrapped, None, xs, lengths=lengths, key=key)

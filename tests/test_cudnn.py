@@ -161,7 +161,7 @@ def test_weights_match_lstm_ref(num_layers, bidirectional, random_state):
     leaves = jax.tree.leaves(carry)  # cuDNN order: layer by layer, forward before backward
     h_0, c_0 = jnp.stack(leaves[0::2]), jnp.stack(leaves[1::2])
     ys_ref, h_n, c_n = reference_lstm(xs.swapaxes(0, 1), h_0, c_0,
-                                      jaxrnn.to_cudnn_weights(params), lengths.astype(jnp.int32),
+                                      jaxrnn.cudnn.to_cudnn_weights(params), lengths.astype(jnp.int32),
                                       I, H, num_layers, 0.0, bidirectional, None)  # fmt: skip
     np.testing.assert_allclose(ys, ys_ref.swapaxes(0, 1), atol=1e-5)
     final = jax.tree.leaves(new_carry)
@@ -172,14 +172,14 @@ def test_weights_match_lstm_ref(num_layers, bidirectional, random_state):
 @pytest.mark.parametrize("num_layers, bidirectional", [(1, False), (3, True)])
 def test_weights_round_trip(num_layers, bidirectional):
     weights = jax_rnn.init_lstm_weight(KEY, I, H, num_layers, bidirectional)
-    params = jaxrnn.from_cudnn_weights(
+    params = jaxrnn.cudnn.from_cudnn_weights(
         weights, input_size=I, hidden_size=H, num_layers=num_layers, bidirectional=bidirectional
     )
     assert isinstance(params, jaxrnn.Stack) and len(params.layers) == num_layers
     assert params.output_size == H * (2 if bidirectional else 1)
-    np.testing.assert_array_equal(jaxrnn.to_cudnn_weights(params), weights)
-    again = jaxrnn.from_cudnn_weights(
-        jaxrnn.to_cudnn_weights(params),
+    np.testing.assert_array_equal(jaxrnn.cudnn.to_cudnn_weights(params), weights)
+    again = jaxrnn.cudnn.from_cudnn_weights(
+        jaxrnn.cudnn.to_cudnn_weights(params),
         input_size=I,
         hidden_size=H,
         num_layers=num_layers,
@@ -190,8 +190,8 @@ def test_weights_round_trip(num_layers, bidirectional):
 
 def test_weights_without_bias_are_zero_biases():
     params = _lstm(KEY, bias=False)
-    restored = jaxrnn.from_cudnn_weights(
-        jaxrnn.to_cudnn_weights(params), input_size=I, hidden_size=H
+    restored = jaxrnn.cudnn.from_cudnn_weights(
+        jaxrnn.cudnn.to_cudnn_weights(params), input_size=I, hidden_size=H
     ).layers[0]
     np.testing.assert_array_equal(restored.w_x, params.w_x)
     np.testing.assert_array_equal(restored.w_h, params.w_h)
@@ -220,7 +220,7 @@ def test_dispatch_matches_sequential(structure, case, kernel_calls, random_state
     sequential = _run(params, carry, xs, "sequential", grads=False, **options)
     _assert_trees_close(result, sequential, atol=2e-5)
     assert len(kernel_calls) == calls
-    fallbacks = [w for w in caught if issubclass(w.category, jaxrnn.CuDNNFallbackWarning)]
+    fallbacks = [w for w in caught if issubclass(w.category, jaxrnn.cudnn.CuDNNFallbackWarning)]
     assert bool(fallbacks) == warns
 
 
@@ -254,7 +254,7 @@ def test_dropout_between_layers_runs_layer_by_layer(kernel_calls):
 
 
 def _fallback_reason(params, xs, **options):
-    with pytest.warns(jaxrnn.CuDNNFallbackWarning) as caught:
+    with pytest.warns(jaxrnn.cudnn.CuDNNFallbackWarning) as caught:
         result = jaxrnn.unroll(params, None, xs, method="cudnn", **options)
     _assert_trees_close(result, jaxrnn.unroll(params, None, xs, **options), atol=0)
     return str(caught[0].message)
@@ -295,14 +295,14 @@ def test_bfloat16_matmul_precision_falls_back(kernel_calls):
 def test_fallback_can_be_an_error():
     params = jaxrnn.init_params(KEY, "gru", I, H)
     with warnings.catch_warnings():
-        warnings.filterwarnings("error", category=jaxrnn.CuDNNFallbackWarning)
-        with pytest.raises(jaxrnn.CuDNNFallbackWarning, match="GRUParams"):
+        warnings.filterwarnings("error", category=jaxrnn.cudnn.CuDNNFallbackWarning)
+        with pytest.raises(jaxrnn.cudnn.CuDNNFallbackWarning, match="GRUParams"):
             jaxrnn.unroll(params, None, jnp.ones((T, I)), method="cudnn")
 
 
 def test_warning_points_at_the_caller():
     params = _lstm(KEY, num_layers=2, proj_size=2)
-    with pytest.warns(jaxrnn.CuDNNFallbackWarning) as caught:
+    with pytest.warns(jaxrnn.cudnn.CuDNNFallbackWarning) as caught:
         jaxrnn.unroll(params, None, jnp.ones((T, I)), method="cudnn")
     assert caught[0].filename == __file__
 
@@ -334,7 +334,7 @@ def test_warning_points_at_the_caller():
 )
 def test_to_cudnn_weights_errors(params, error, match):
     with pytest.raises(error, match=match):
-        jaxrnn.to_cudnn_weights(params)
+        jaxrnn.cudnn.to_cudnn_weights(params)
 
 
 def test_from_cudnn_weights_errors():
@@ -343,11 +343,11 @@ def test_from_cudnn_weights_errors():
         match=r"from_cudnn_weights: weights must have shape \(144,\) for input_size=3, "
         r"hidden_size=4, num_layers=1, bidirectional=False; got \(10,\)",
     ):
-        jaxrnn.from_cudnn_weights(jnp.zeros(10), input_size=I, hidden_size=H)
+        jaxrnn.cudnn.from_cudnn_weights(jnp.zeros(10), input_size=I, hidden_size=H)
     with pytest.raises(ValueError, match=r"must be positive ints; got \(3, 0, 1\)"):
-        jaxrnn.from_cudnn_weights(jnp.zeros(10), input_size=I, hidden_size=0)
+        jaxrnn.cudnn.from_cudnn_weights(jnp.zeros(10), input_size=I, hidden_size=0)
     with pytest.raises(TypeError, match="weights must have a floating dtype; got int32"):
-        jaxrnn.from_cudnn_weights(jnp.zeros(144, jnp.int32), input_size=I, hidden_size=H)
+        jaxrnn.cudnn.from_cudnn_weights(jnp.zeros(144, jnp.int32), input_size=I, hidden_size=H)
 
 
 # --------------------------------------------------------------------------------------
@@ -363,7 +363,7 @@ def test_gpu_kernel_matches_sequential(structure, case, random_state):
     params = STRUCTURES[structure][0](KEY)
     carry, xs, options = _inputs(params, case, random_state)
     with jax.default_matmul_precision("highest"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", jaxrnn.CuDNNFallbackWarning)
+        warnings.simplefilter("ignore", jaxrnn.cudnn.CuDNNFallbackWarning)
         _compare_with_sequential(params, carry, xs, atol=1e-4, **options)
 
 
@@ -380,7 +380,7 @@ def test_gpu_kernel_is_used():
     params = _lstm(KEY, num_layers=2, bidirectional=True)
     xs = jnp.ones((T, 2, I))
     with warnings.catch_warnings():
-        warnings.filterwarnings("error", category=jaxrnn.CuDNNFallbackWarning)
+        warnings.filterwarnings("error", category=jaxrnn.cudnn.CuDNNFallbackWarning)
         jaxpr = jax.make_jaxpr(lambda p: jaxrnn.unroll(p, None, xs, method="cudnn"))(params)
     assert "rnn_fwd" in str(jaxpr)
     hlo = jax.jit(lambda p: jaxrnn.unroll(p, None, xs, method="cudnn")).lower(params).as_text()

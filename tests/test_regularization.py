@@ -87,7 +87,7 @@ def reference_loop(reg, carry, xs, lengths, reverse, masks, evaluate=False):
 
 def test_without_key_dropout_is_off_exactly():
     params = jaxrnn.init_params(jax.random.key(0), "lstm", IN, HID, num_layers=2)
-    dropped = jaxrnn.regularize(
+    dropped = jaxrnn.regularization.regularize(
         params, input_dropout=0.5, output_dropout=0.5, recurrent_dropout=0.5
     )
     xs = jax.random.normal(jax.random.key(1), (4, 3, IN))
@@ -110,7 +110,7 @@ def test_without_key_dropout_is_off_exactly():
 def test_training_equals_loop_with_the_sampled_masks(name, reverse):
     cell, xs = cell_and_xs(name)
     rates = ALL_RATES if name == "lstm" else {**ALL_RATES, "zoneout_c": 0.0}
-    reg = jaxrnn.regularize(cell, **rates)
+    reg = jaxrnn.regularization.regularize(cell, **rates)
     key = jax.random.key(3)
     carry = jax.tree.map(
         lambda c: jax.random.normal(jax.random.key(4), c.shape), jaxrnn.init_carry(cell, (3,))
@@ -140,7 +140,7 @@ def test_training_equals_loop_with_the_sampled_masks(name, reverse):
 
 def test_output_dropout_mask_is_the_same_at_every_step():
     cell, xs = cell_and_xs("gru", seed=5, num_steps=6, batch=8)
-    reg = jaxrnn.regularize(cell, output_dropout=0.5)
+    reg = jaxrnn.regularization.regularize(cell, output_dropout=0.5)
     _, ys_eval = unroll(reg, None, xs)
     _, ys_train = unroll(reg, None, xs, key=jax.random.key(6))
     ratio = np.asarray(ys_train / ys_eval)
@@ -150,7 +150,7 @@ def test_output_dropout_mask_is_the_same_at_every_step():
 
 def test_zoneout_at_evaluation_is_the_expectation():
     cell, xs = cell_and_xs("lstm", seed=7)
-    reg = jaxrnn.regularize(cell, zoneout_h=0.3, zoneout_c=0.2)
+    reg = jaxrnn.regularization.regularize(cell, zoneout_h=0.3, zoneout_c=0.2)
     carry = jaxrnn.init_carry(cell, (3,))
     final, ys = unroll(reg, None, xs, lengths=jnp.asarray(LENGTHS))
     masks = (None,) * 5
@@ -163,7 +163,7 @@ def test_zoneout_at_evaluation_is_the_expectation():
 
 def test_masks_depend_only_on_the_key():
     cell, xs = cell_and_xs("lstm", seed=8)
-    reg = jaxrnn.regularize(cell, **ALL_RATES)
+    reg = jaxrnn.regularization.regularize(cell, **ALL_RATES)
     runs = [unroll(reg, None, xs, key=jax.random.key(k))[1] for k in (0, 0, 1)]
     np.testing.assert_array_equal(runs[0], runs[1])
     assert not np.allclose(runs[0], runs[2])
@@ -173,8 +173,10 @@ def test_stack_and_bidirectional_with_lengths_and_gradients():
     params = jaxrnn.init_params(
         jax.random.key(9), "lstm", IN, HID, num_layers=2, bidirectional=True, dropout=0.2
     )
-    params = jaxrnn.regularize(params, **ALL_RATES)
-    assert all(isinstance(layer.backward, jaxrnn.Regularized) for layer in params.layers)
+    params = jaxrnn.regularization.regularize(params, **ALL_RATES)
+    assert all(
+        isinstance(layer.backward, jaxrnn.regularization.Regularized) for layer in params.layers
+    )
     lengths = jnp.asarray(LENGTHS)
     xs = jax.random.normal(jax.random.key(10), (4, 3, IN))
     padding = jnp.arange(4)[:, None, None] >= lengths[:, None]
@@ -201,14 +203,28 @@ def test_stack_and_bidirectional_with_lengths_and_gradients():
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda c: jaxrnn.regularize(c, zoneout_h=1.0), r"regularize: zoneout_h must be"),
-        (lambda c: jaxrnn.regularize(c, input_dropout=-0.1), r"input_dropout must be a number"),
-        (lambda c: jaxrnn.regularize(c, zoneout_c=0.1), r"zoneout_c must be 0 for a cell"),
         (
-            lambda c: jaxrnn.regularize(jaxrnn.regularize(c, zoneout_h=0.1), zoneout_h=0.1),
+            lambda c: jaxrnn.regularization.regularize(c, zoneout_h=1.0),
+            r"regularize: zoneout_h must be",
+        ),
+        (
+            lambda c: jaxrnn.regularization.regularize(c, input_dropout=-0.1),
+            r"input_dropout must be a number",
+        ),
+        (
+            lambda c: jaxrnn.regularization.regularize(c, zoneout_c=0.1),
+            r"zoneout_c must be 0 for a cell",
+        ),
+        (
+            lambda c: jaxrnn.regularization.regularize(
+                jaxrnn.regularization.regularize(c, zoneout_h=0.1), zoneout_h=0.1
+            ),
             r"params must not be regularized already",
         ),
-        (lambda c: jaxrnn.regularize("gru"), r"regularize: params must be jaxrnn params"),
+        (
+            lambda c: jaxrnn.regularization.regularize("gru"),
+            r"regularize: params must be jaxrnn params",
+        ),
     ],
     ids=["rate-1", "negative", "zoneout_c-gru", "twice", "not-params"],
 )
@@ -226,8 +242,8 @@ def test_learned_initial_state_is_used_and_trained():
     carry0 = jax.tree.map(
         lambda c: jax.random.normal(jax.random.key(16), c.shape), jaxrnn.init_carry(params)
     )
-    learned = jaxrnn.learned_init(params, carry0)
-    assert isinstance(learned.layers[1], jaxrnn.LearnedInit)
+    learned = jaxrnn.carries.learned_init(params, carry0)
+    assert isinstance(learned.layers[1], jaxrnn.carries.LearnedInit)
     xs = jax.random.normal(jax.random.key(17), (3, 2, IN))
     broadcast = jax.tree.map(lambda c: jnp.broadcast_to(c, (2, *c.shape)), carry0)
     expected = unroll(params, broadcast, xs)
@@ -244,19 +260,21 @@ def test_learned_init_composes_with_regularize_in_training():
     carry0 = jaxrnn.LSTMState(h=jnp.full((HID,), 0.5), c=jnp.full((HID,), -0.5))
     key = jax.random.key(19)
     for params in (
-        jaxrnn.learned_init(jaxrnn.regularize(cell, **ALL_RATES), carry0),
-        jaxrnn.regularize(jaxrnn.learned_init(cell, carry0), **ALL_RATES),
+        jaxrnn.carries.learned_init(jaxrnn.regularization.regularize(cell, **ALL_RATES), carry0),
+        jaxrnn.regularization.regularize(jaxrnn.carries.learned_init(cell, carry0), **ALL_RATES),
     ):
         _, ys = unroll(params, None, xs, key=key)
         broadcast = jax.tree.map(lambda c: jnp.broadcast_to(c, (3, HID)), carry0)
-        _, expected = unroll(jaxrnn.regularize(cell, **ALL_RATES), broadcast, xs, key=key)
+        _, expected = unroll(
+            jaxrnn.regularization.regularize(cell, **ALL_RATES), broadcast, xs, key=key
+        )
         assert_close(ys, expected)
 
 
 def test_learned_init_rejects_a_carry0_of_another_shape():
     cell = jaxrnn.init_params(jax.random.key(0), "gru", IN, HID)
     with pytest.raises(ValueError, match=r"learned_init: carry0 must match init_carry"):
-        jaxrnn.learned_init(cell, jnp.zeros((2, HID)))
+        jaxrnn.carries.learned_init(cell, jnp.zeros((2, HID)))
 
 
 # --- with_carry_outputs ------------------------------------------------------------------
@@ -266,7 +284,11 @@ def test_learned_init_rejects_a_carry0_of_another_shape():
 def test_carry_outputs_are_the_carries_of_a_step_loop(reverse):
     cell, xs = cell_and_xs("lstm", seed=20)
     final, carries = unroll(
-        jaxrnn.with_carry_outputs(cell), None, xs, lengths=jnp.asarray(LENGTHS), reverse=reverse
+        jaxrnn.carries.with_carry_outputs(cell),
+        None,
+        xs,
+        lengths=jnp.asarray(LENGTHS),
+        reverse=reverse,
     )
     plain_final, ys = unroll(cell, None, xs, lengths=jnp.asarray(LENGTHS), reverse=reverse)
     assert isinstance(carries, jaxrnn.LSTMState)
@@ -286,12 +308,12 @@ def test_carry_outputs_of_a_regularized_convlstm():
     """Spatial masks: zoneout and recurrent dropout on (..., H, W, C) states, and an output
     dropout mask that is the same at every step."""
     conv = jaxrnn.init_params(jax.random.key(21), "convlstm", IN, HID, spatial_shape=(2, 3))
-    reg = jaxrnn.regularize(conv, **ALL_RATES)
+    reg = jaxrnn.regularization.regularize(conv, **ALL_RATES)
     xs = jax.random.normal(jax.random.key(22), (3, 2, 2, 3, IN))
     key = jax.random.key(23)
     # A non-zero initial state: zoneout may keep it, and h / h must be defined.
     carry = jax.tree.map(lambda c: c + 0.5, jaxrnn.init_carry(conv, (2,)))
-    _, carries = unroll(jaxrnn.with_carry_outputs(reg), carry, xs, key=key)
+    _, carries = unroll(jaxrnn.carries.with_carry_outputs(reg), carry, xs, key=key)
     _, ys = unroll(reg, carry, xs, key=key)
     assert carries.c.shape == ys.shape == (3, 2, 2, 3, HID)
     ratio = np.asarray(ys / carries.h)
@@ -301,19 +323,19 @@ def test_carry_outputs_of_a_regularized_convlstm():
 
 def test_carry_outputs_of_learned_init_and_regularized_cells():
     cell, xs = cell_and_xs("lstm", seed=24)
-    reg = jaxrnn.learned_init(
-        jaxrnn.regularize(cell, zoneout_h=0.3, zoneout_c=0.3, recurrent_dropout=0.3)
+    reg = jaxrnn.carries.learned_init(
+        jaxrnn.regularization.regularize(cell, zoneout_h=0.3, zoneout_c=0.3, recurrent_dropout=0.3)
     )
     key = jax.random.key(25)
-    _, carries = unroll(jaxrnn.with_carry_outputs(reg), None, xs, key=key)
+    _, carries = unroll(jaxrnn.carries.with_carry_outputs(reg), None, xs, key=key)
     assert_close(carries.h, unroll(reg, None, xs, key=key)[1])
-    new, out = jaxrnn.cell_step(jaxrnn.with_carry_outputs(cell), None, xs[0])
+    new, out = jaxrnn.cell_step(jaxrnn.carries.with_carry_outputs(cell), None, xs[0])
     jax.tree.map(np.testing.assert_array_equal, new, out)
 
 
 def test_carry_outputs_cannot_be_a_layer_or_wrapped_twice():
     params = jaxrnn.init_params(jax.random.key(0), "lstm", IN, HID, num_layers=2)
     with pytest.raises(ValueError, match=r"with_carry_outputs: params must not contain"):
-        jaxrnn.with_carry_outputs(jaxrnn.with_carry_outputs(params))
+        jaxrnn.carries.with_carry_outputs(jaxrnn.carries.with_carry_outputs(params))
     with pytest.raises(TypeError, match=r"CarryOutputs has no output_size"):
-        jaxrnn.stack([jaxrnn.with_carry_outputs(params.layers[0]), params.layers[1]])
+        jaxrnn.stack([jaxrnn.carries.with_carry_outputs(params.layers[0]), params.layers[1]])
