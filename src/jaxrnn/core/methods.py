@@ -30,10 +30,12 @@ unchanged on a laptop and in CI, where there is no cuDNN (see ``jaxrnn.cudnn``).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrnn.cells.base import Unwrapped, WrappedCell
 from jaxrnn.core import hand_derivatives
@@ -110,17 +112,19 @@ class Method:
 
 
 def _check_unroll(owner: str, value: Any) -> int | bool:
-    if isinstance(value, bool):
-        return value
-    if not isinstance(value, int) or value < 1:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if not isinstance(value, numbers.Integral):
         fail(owner, "unroll", "be a positive int or a bool", repr(value), TypeError)
-    return value
+    if value < 1:
+        fail(owner, "unroll", "be a positive int or a bool", repr(value))
+    return int(value)
 
 
 def _check_flag(owner: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
+    if not isinstance(value, bool | np.bool_):
         fail(owner, name, "be a bool", repr(value), TypeError)
-    return value
+    return bool(value)
 
 
 @dataclasses.dataclass(frozen=True)
