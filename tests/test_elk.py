@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import jaxrnn
-from jaxrnn.parallel import _scan_affine, _trust_region_step, deer_unroll
+from jaxrnn.parallel import deer_unroll
+from jaxrnn.parallel.newton import _scan_affine, _trust_region_step
 
 INPUT_SIZE, HIDDEN_SIZE = 3, 4
 UNROLL = jax.jit(jaxrnn.unroll, static_argnames=("reverse", "method"))

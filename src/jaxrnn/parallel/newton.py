@@ -1,36 +1,10 @@
-"""Parallel-in-time unrolling: scans for linear recurrences, Newton (DEER) for nonlinear ones.
+"""Nonlinear recurrences by Newton's method over the trajectory: DEER, quasi-DEER, ELK and
+quasi-ELK ([`DEER`][jaxrnn.parallel.DEER], [`deer_unroll`][jaxrnn.parallel.deer_unroll]).
 
-Two ideas, both behind ``unroll(..., method=...)``:
-
-**A linear recurrence is a scan.** If ``h_t = a_t * h_{t-1} + b_t``, a step is the affine
-map ``h -> a_t h + b_t``, and composing two of them gives another one:
-``(a_2, b_2) ∘ (a_1, b_1) = (a_2 a_1, a_2 b_1 + b_2)``. Composition is associative, so
-all prefixes ``h_1 ... h_T`` follow from ``jax.lax.associative_scan`` in ``O(log T)``
-depth (``method="parallel"``), for the cells that are linear in their state
-(``LinearCell``: ``"mingru"``, ``"minlstm"``, ``"lru"``).
-
-**A nonlinear recurrence is a root-finding problem over the trajectory** (DEER, Lim et al.
-2024). Write the whole trajectory ``H = (h_1 ... h_T)`` as the unknown of
-``h_t = f(h_{t-1}, x_t)``. Newton's method linearizes every step around the current guess,
-``h_t ≈ f(ĥ_{t-1}) + J_t (h_{t-1} - ĥ_{t-1})`` with ``J_t = ∂f/∂h(ĥ_{t-1}, x_t)``, which
-is a *linear* recurrence in ``h``: one parallel scan per Newton iteration
-(``method="deer"``). With only the diagonal of ``J_t`` (quasi-DEER, Gonzalez et al. 2024)
-the scan is elementwise and much cheaper, at the price of more iterations
-(``method="quasi_deer"``). Whatever the Jacobian used, the first ``k`` steps are exact
-after ``k`` iterations, so the iteration always ends within ``T`` iterations in exact
-arithmetic; what the Jacobian buys is how much sooner. Gradients come from the implicit
-function theorem at the solution, by a linear solve with the same (transposed, reversed)
-scan, never by differentiating through the iterations.
-
-**A step that cannot overflow** (ELK, Gonzalez et al. 2024): far from the solution the
-products of ``J_t`` can explode. ``method="elk"`` / ``"quasi_elk"`` take instead the
-Levenberg–Marquardt step ``argmin_h Σ_t |h_t - J_t h_{t-1} - b_t|² + λ Σ_t |h_t - ĥ_t|²``,
-the mean of a Kalman smoother, itself two parallel scans (Särkkä & García-Fernández
-2021). The solution, hence the gradient, is DEER's; the ``T``-iteration bound is lost.
-
-Lengths and reverse follow [`unroll`][jaxrnn.unroll] exactly: masked steps are the identity
-step (``a = 1, b = 0``) and emit zeros; a reversed run is the forward run of the
-time-flipped sequence.
+Each Newton iteration linearizes every step around the current guess and solves the
+resulting linear recurrence with one parallel scan (``jaxrnn.parallel.linear``'s
+compositions); ELK replaces the solve by a Levenberg–Marquardt step computed by a parallel
+Kalman smoother. Gradients come from the implicit function theorem at the solution.
 """
 
 from __future__ import annotations
@@ -49,7 +23,6 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
-from jaxrnn.cells.linear import LinearCell
 from jaxrnn.core.checks import (
     check_array,
     check_choice,
@@ -60,203 +33,19 @@ from jaxrnn.core.checks import (
 )
 from jaxrnn.core.methods import Method, Run
 from jaxrnn.core.unrolling import check_carry, check_params, param_dtype
+from jaxrnn.parallel.linear import compose_elementwise, compose_matrix, expand_mask
 
 __all__ = [
     "DEER",
-    "PRESETS",
+    "DEFAULT_TRUST_REGION",
     "DEERConfig",
     "DEERInfo",
     "DEERNotConvergedError",
-    "Parallel",
     "deer_unroll",
-    "linear_scan",
 ]
 
-STRATEGIES = ("tree", "chunked")
 VARIANTS = ("full", "diagonal")
 ON_FAILURE = ("raise", "nan", "warn")
-
-
-# --------------------------------------------------------------------------------------
-# The scan of a linear recurrence
-# --------------------------------------------------------------------------------------
-
-
-def _compose_elementwise(first, second):
-    a1, b1 = first
-    a2, b2 = second
-    return a2 * a1, a2 * b1 + b2
-
-
-def _compose_matrix(first, second):
-    a1, b1 = first
-    a2, b2 = second
-    return a2 @ a1, jnp.einsum("...ij,...j->...i", a2, b1) + b2
-
-
-def _chunked_scan(a: jax.Array, b: jax.Array, chunk_size: int) -> jax.Array:
-    """``h_t = a_t h_{t-1} + b_t`` from ``h_{-1} = 0``: sequential inside chunks, all
-    chunks at once, then a short sequential pass over the chunk ends."""
-    num_steps = a.shape[0]
-    num_chunks = -(-num_steps // chunk_size)
-    pad = num_chunks * chunk_size - num_steps
-    # Padding steps are identity steps (a=1, b=0): they change nothing.
-    a = jnp.concatenate([a, jnp.ones((pad, *a.shape[1:]), a.dtype)])
-    b = jnp.concatenate([b, jnp.zeros((pad, *b.shape[1:]), b.dtype)])
-    # (time, ...) -> (chunk_size, num_chunks, ...): the scan runs over positions in a chunk.
-    a = jnp.swapaxes(a.reshape(num_chunks, chunk_size, *a.shape[1:]), 0, 1)
-    b = jnp.swapaxes(b.reshape(num_chunks, chunk_size, *b.shape[1:]), 0, 1)
-
-    def within(h, ab):
-        h = ab[0] * h + ab[1]
-        return h, h
-
-    _, local = jax.lax.scan(within, jnp.zeros_like(b[0]), (a, b))
-    decay = jnp.cumprod(a, axis=0)  # product of a within the chunk up to each position
-
-    def across(h, ends):
-        h = ends[0] * h + ends[1]
-        return h, h
-
-    _, ends = jax.lax.scan(across, jnp.zeros_like(b[0, 0]), (decay[-1], local[-1]))
-    starts = jnp.concatenate([jnp.zeros_like(ends[:1]), ends[:-1]])
-    h = local + decay * starts[None]
-    return jnp.swapaxes(h, 0, 1).reshape(num_chunks * chunk_size, *b.shape[2:])[:num_steps]
-
-
-def linear_scan(
-    a: ArrayLike,
-    b: ArrayLike,
-    h0: ArrayLike | None = None,
-    *,
-    reverse: bool = False,
-    strategy: str = "tree",
-    chunk_size: int | None = None,
-) -> jax.Array:
-    """All states of the elementwise linear recurrence ``h_t = a_t * h_{t-1} + b_t``.
-
-    Equivalent to:
-
-        h = h0
-        for t in range(time):              # reversed(range(time)) with reverse=True
-            h = a[t] * h + b[t]
-            hs[t] = h
-
-    Args:
-      a: coefficients ``(time, ...)``, real or complex.
-      b: inputs ``(time, ...)``, same shape as ``a``.
-      h0: initial state ``(...)``; ``None`` for zeros.
-      reverse: run from ``t = time - 1`` down to ``0``.
-      strategy: ``"tree"``: ``jax.lax.associative_scan``, ``O(log T)`` depth and
-        ``O(T)`` work; ``"chunked"``: a sequential scan inside chunks of ``chunk_size``
-        steps, all chunks at once, then a sequential pass over the ``T / chunk_size``
-        chunk ends (``O(sqrt T)`` sequential steps of wider arrays with the default size).
-      chunk_size: steps per chunk for ``"chunked"``; default ``ceil(sqrt(time))``.
-
-    Returns:
-      ``hs`` of the shape of ``b``.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from jaxrnn.parallel import linear_scan
-      >>> linear_scan(jnp.full(4, 0.5), jnp.ones(4), h0=jnp.array(8.0)).tolist()
-      [5.0, 3.5, 2.75, 2.375]
-    """
-    a = check_array("linear_scan", "a", a)
-    b = check_array("linear_scan", "b", b)
-    if a.shape != b.shape or a.ndim == 0:
-        fail("linear_scan", "a", f"have the shape of b {b.shape} with a time axis", str(a.shape))
-    check_choice("linear_scan", "strategy", strategy, STRATEGIES)
-    if reverse:
-        a, b = a[::-1], b[::-1]
-    if h0 is not None:
-        # h_0 = a_0 h0 + b_0: fold the initial state into the first step.
-        b = b.at[0].add(a[0] * jnp.asarray(h0, b.dtype))
-    if strategy == "tree":
-        _, hs = jax.lax.associative_scan(_compose_elementwise, (a, b))
-    else:
-        size = chunk_size or max(1, math.isqrt(a.shape[0] - 1) + 1)
-        hs = _chunked_scan(a, b, int(size))
-    return hs[::-1] if reverse else hs
-
-
-#: How ``method="parallel"`` scans, per backend. Measured on a 2-core CPU
-#: (benchmarks/parallel_in_time.py, docs/parallel.md): the tree scan beat the chunked scan
-#: at 46 of 64 (cell, T, n, forward/grad) points. Accelerators were not measured; the tree
-#: scan is the usual choice there too. ``linear_scan(..., strategy="chunked")`` remains.
-DEFAULT_STRATEGY: dict[str, str] = {}
-
-
-def _default_strategy() -> str:
-    return DEFAULT_STRATEGY.get(jax.default_backend(), "tree")
-
-
-# --------------------------------------------------------------------------------------
-# method="parallel": cells linear in their state
-# --------------------------------------------------------------------------------------
-
-
-def _expand(mask: jax.Array, x: jax.Array) -> jax.Array:
-    return mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
-
-
-@dataclasses.dataclass(frozen=True)
-class Parallel(Method):
-    """``unroll(..., method="parallel")``: cells linear in their state (``LinearCell``:
-    ``"mingru"``, ``"minlstm"``, ``"lru"``) as one [`linear_scan`][jaxrnn.parallel.linear_scan]
-    over time; any other cell raises ``MethodError``.
-
-    Args:
-      strategy: ``"tree"`` or ``"chunked"`` (see ``linear_scan``); ``None``: the
-        backend's default (``DEFAULT_STRATEGY``, ``"tree"``).
-      chunk_size: steps per chunk for ``"chunked"``; ``None``: ``ceil(sqrt(time))``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> from jaxrnn.parallel import Parallel
-      >>> params = jaxrnn.init_params(jax.random.key(0), "mingru", 2, 4)
-      >>> xs = jnp.ones((16, 2))
-      >>> _, ys = jaxrnn.unroll(params, None, xs, method=Parallel(strategy="chunked"))
-      >>> bool(jnp.allclose(ys, jaxrnn.unroll(params, None, xs, method="sequential")[1],
-      ...                   atol=1e-5))
-      True
-    """
-
-    strategy: str | None = None
-    chunk_size: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.strategy is not None:
-            check_choice("Parallel", "strategy", self.strategy, STRATEGIES)
-        size = self.chunk_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            fail("Parallel", "chunk_size", "be a positive int or None", repr(size), TypeError)
-
-    def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, jax.Array]:
-        if not isinstance(cell, LinearCell):
-            raise self.cannot_run(
-                cell,
-                "be a cell that is linear in its state",
-                "mingru, minlstm and lru are; use method='sequential', or 'deer'/'quasi_deer' "
-                "for a nonlinear cell",
-            )
-        projected = cell.input_projection(xs)
-        a, b = cell.linear_coefficients(projected)
-        h0 = cell.state_from_carry(carry)
-        if run.valid is not None:
-            valid = _expand(run.valid, a)
-            a = jnp.where(valid, a, jnp.ones_like(a))
-            b = jnp.where(valid, b, jnp.zeros_like(b))
-        strategy = self.strategy or _default_strategy()
-        hs = linear_scan(
-            a, b, h0, reverse=run.reverse, strategy=strategy, chunk_size=self.chunk_size
-        )
-        last = hs[0] if run.reverse else hs[-1]  # masked steps copy the state to the end
-        new_carry = jax.tree.map(lambda n, o: n.astype(o.dtype), cell.carry_from_state(last), carry)
-        ys = cell.readout(hs, projected)
-        if run.valid is not None:
-            ys = jnp.where(_expand(run.valid, ys), ys, jnp.zeros_like(ys))
-        return new_carry, ys
 
 
 # --------------------------------------------------------------------------------------
@@ -375,7 +164,7 @@ def _jacobians(f: Callable, s_prev, xs, valid, variant: str, diagonal=None) -> j
 
 def _scan_affine(a: jax.Array, b: jax.Array) -> jax.Array:
     """``h_t = a_t h_{t-1} + b_t`` from ``h_{-1} = 0``; ``a`` elementwise or matrices."""
-    compose = _compose_matrix if a.ndim == b.ndim + 1 else _compose_elementwise
+    compose = compose_matrix if a.ndim == b.ndim + 1 else compose_elementwise
     return jax.lax.associative_scan(compose, (a, b))[1]
 
 
@@ -872,7 +661,7 @@ def deer_unroll(
         lengths = check_lengths("deer_unroll", lengths, batch_shape, num_steps)
         steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * len(batch_shape))
         valid = steps < lengths
-        xs = jnp.where(_expand(valid, xs), xs, jnp.zeros_like(xs))
+        xs = jnp.where(expand_mask(valid, xs), xs, jnp.zeros_like(xs))
     run = Run(valid, bool(reverse), None, config)
     return _deer_cell(params, carry, xs, run, config)
 
@@ -882,16 +671,3 @@ def deer_unroll(
 #: removed DEER's overflow where that happened; ``1e-8`` (the ELK reference code's
 #: default) still overflowed in float32, ``1e-4`` and above slowed convergence.
 DEFAULT_TRUST_REGION = 1e-6
-
-#: The presets that ``unroll(..., method=name)`` runs for each name.
-PRESETS: dict[str, Method] = {
-    "parallel": Parallel(),
-    # Full-Jacobian Newton, raising when not converged.
-    "deer": DEER(variant="full"),
-    # Diagonal-Jacobian Newton (quasi-DEER): cheaper iterations, more of them.
-    "quasi_deer": DEER(variant="diagonal", max_iter=500),
-    # Full-Jacobian Levenberg-Marquardt steps by Kalman smoothing (ELK).
-    "elk": DEER(variant="full", trust_region=DEFAULT_TRUST_REGION),
-    # The same with diagonal Jacobians (quasi-ELK).
-    "quasi_elk": DEER(variant="diagonal", max_iter=500, trust_region=DEFAULT_TRUST_REGION),
-}
