@@ -1,56 +1,6 @@
-"""Attention: a decoder that reads all the encoder's outputs at every step.
-
-An encoder–decoder without attention squeezes the source into the encoder's final carry.
-With attention the decoder keeps the encoder's outputs ``m_1..m_S`` (the *memory*) and, at
-every step, scores each position against a *query* from its own state, normalizes the
-scores over the valid positions, and reads their weighted mean, the *context*::
-
-    e_s = score(q, m_s)                          # s = 1..S
-    a = softmax(e) over s < memory_length        # a_s = 0 exactly on padding
-    context = sum_s a_s m_s
-
-Three scores, after the two classic papers:
-
-- ``"bahdanau"`` (additive; Bahdanau, Cho & Bengio 2015):
-  ``score(q, m) = v^T tanh(q W_q + m W_m + b)``;
-- ``"luong_dot"`` (Luong, Pham & Manning 2015): ``score(q, m) = q^T m``;
-- ``"luong_general"`` (Luong et al. 2015): ``score(q, m) = q^T W_a m`` (stored as
-  ``W_q = W_a``, so ``score = (q W_q) . m``).
-
-[`attend`][jaxrnn.attention.attend] is that computation, on its own. An attention decoder is a cell
-closed over its memory: an [`AttentionCell`][jaxrnn.attention.AttentionCell] holds an ordinary
-decoder cell (or a [`stack`][jaxrnn.stack] of them), the attention weights and, once
-[`with_memory`][jaxrnn.attention.with_memory] has bound them, the memory and its lengths. It has the
-cell interface, so [`unroll`][jaxrnn.unroll] (teacher forcing), [`cell_step`][jaxrnn.cell_step]
-and [`generate`][jaxrnn.decoding.generate] run it unchanged. Its step, with inner cell ``f`` and
-input ``x_t`` (e.g. the embedding of the previous target token):
-
-- ``"bahdanau"``: the context is read with the previous state and fed with the input,
-  ``c_t = attend(s_{t-1})``, ``(s_t, h_t) = f(s_{t-1}, [x_t; c_t])``, output
-  ``y_t = [h_t; c_t]`` (the readout sees the state and the context, as in Bahdanau's
-  deep output);
-- ``"luong_*"``: the context is read with the new state, ``(s_t, h_t) = f(s_{t-1},
-  [x_t; h~_{t-1}])``, ``c_t = attend(h_t)``, and the output is the *attentional hidden
-  state* ``y_t = h~_t = tanh([c_t; h_t] W_c + b_c)``. With ``input_feeding`` (Luong's
-  default) ``h~_{t-1}`` is fed with the input, so the decoder knows what it attended to;
-  without it the inner cell reads ``x_t`` alone.
-
-Here ``h_t`` is the inner cell's output (its top layer's ``h``) and ``s_{t-1}``'s query
-is the top layer's ``h`` in the carry.
-
-Dropout inside the decoder follows [`unroll`][jaxrnn.unroll]'s ``key``, as everywhere in
-jaxrnn: with a key, the inner layers draw exactly the masks that
-``unroll(params.cell, ..., key=key)`` would draw, i.e. dropout between stacked layers
-(``init_attention_cell(..., dropout=p)``, a fresh mask at every step as PyTorch's
-``nn.LSTM(dropout=p)``) and, for layers wrapped by [`regularize`][jaxrnn.regularization.regularize],
-variational dropout and zoneout. Without a key (and in [`cell_step`][jaxrnn.cell_step],
-[`generate`][jaxrnn.decoding.generate], the decoders) the step is deterministic.
-
-References:
-  Bahdanau, Cho & Bengio, *Neural Machine Translation by Jointly Learning to Align and
-  Translate*, ICLR 2015. Luong, Pham & Manning, *Effective Approaches to Attention-based
-  Neural Machine Translation*, EMNLP 2015.
-"""
+"""Attention decoders: ``AttentionCell``, a decoder cell closed over its memory, its
+training step with the inner layers' dropout, ``init_attention_cell``, ``with_memory`` and
+``unroll_with_alignments``."""
 
 from __future__ import annotations
 
@@ -63,13 +13,18 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrnn.cells.base import LECUN_NORMAL, Unwrapped, WrappedCell
+from jaxrnn.attention.scores import (
+    ATTENTION_KINDS,
+    AttentionParams,
+    attend_prepared,
+    check_memory,
+    check_size,
+    init_attention,
+    prepare_memory,
+)
+from jaxrnn.cells.base import Unwrapped, WrappedCell
 from jaxrnn.core.checks import (
-    check_array,
     check_choice,
-    check_features,
-    check_floating,
-    check_lengths,
     check_rate,
     fail,
     shape_text,
@@ -85,241 +40,14 @@ from jaxrnn.pooling import final_hidden
 from jaxrnn.regularization import Regularized, ZoneoutInputs, draw_masks
 
 __all__ = [
-    "ATTENTION_KINDS",
     "AttentionCell",
-    "AttentionParams",
     "AttentionState",
-    "attend",
-    "init_attention",
+    "DecoderInputs",
+    "LayerNoise",
     "init_attention_cell",
     "unroll_with_alignments",
     "with_memory",
 ]
-
-ATTENTION_KINDS = ("bahdanau", "luong_dot", "luong_general")
-
-
-def _check_size(where: str, name: str, size: Any) -> None:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        fail(where, name, "be a positive int", repr(size), TypeError)
-
-
-@params_class
-class AttentionParams:
-    """Weights of an attention score; see [`init_attention`][jaxrnn.attention.init_attention] and
-    the module docstring. Weights a score does not use are ``None``."""
-
-    # "bahdanau": (query_size, attention_size); "luong_general": (query_size, memory_size)
-    w_query: jax.Array | None
-    w_memory: jax.Array | None  # "bahdanau": shape=(memory_size, attention_size)
-    b: jax.Array | None  # "bahdanau": shape=(attention_size,)
-    v: jax.Array | None  # "bahdanau": shape=(attention_size,)
-    query_size: int = static_field()
-    memory_size: int = static_field()
-    kind: str = static_field("bahdanau")
-
-
-def init_attention(
-    key: jax.Array,
-    query_size: int,
-    memory_size: int,
-    *,
-    kind: str = "bahdanau",
-    attention_size: int | None = None,
-    dtype: Any = jnp.float32,
-) -> AttentionParams:
-    """Initialize the weights of an attention score.
-
-    $$
-    \\text{bahdanau: } e_s = v^\\top \\tanh(q W_q + m_s W_m + b) \\qquad
-    \\text{luong\\_dot: } e_s = q^\\top m_s \\qquad
-    \\text{luong\\_general: } e_s = (q W_q)^\\top m_s
-    $$
-
-    ``W_q``, ``W_m`` are LeCun-normal, ``v`` is ``N(0, 1/attention_size)``, ``b`` is zero.
-
-    Args:
-      key: a PRNG key.
-      query_size: size of the query ``q`` (the decoder's hidden size).
-      memory_size: size of each memory vector ``m_s`` (the encoder's output size); must
-        equal ``query_size`` for ``"luong_dot"``.
-      kind: ``"bahdanau"``, ``"luong_dot"`` or ``"luong_general"``.
-      attention_size: width of the additive score's hidden layer (``"bahdanau"`` only;
-        ``None``: ``query_size``).
-      dtype: dtype of the weights.
-
-    Returns:
-      [`AttentionParams`][jaxrnn.attention.AttentionParams].
-
-    Example:
-      >>> import jax, jaxrnn
-      >>> params = jaxrnn.attention.init_attention(jax.random.key(0), 8, 6, attention_size=5)
-      >>> params.w_query.shape, params.w_memory.shape, params.v.shape
-      ((8, 5), (6, 5), (5,))
-    """
-    where = "init_attention"
-    check_choice(where, "kind", kind, ATTENTION_KINDS)
-    _check_size(where, "query_size", query_size)
-    _check_size(where, "memory_size", memory_size)
-    if attention_size is not None and kind != "bahdanau":
-        fail(where, "attention_size", "be None unless kind='bahdanau'", repr(attention_size))
-    if kind == "luong_dot" and memory_size != query_size:
-        fail(
-            where,
-            "memory_size",
-            f"equal query_size={query_size} for kind='luong_dot'",
-            repr(memory_size),
-        )
-    kq, km, kv = jax.random.split(key, 3)
-    weights: dict[str, jax.Array | None] = dict(w_query=None, w_memory=None, b=None, v=None)
-    if kind == "bahdanau":
-        size = query_size if attention_size is None else attention_size
-        _check_size(where, "attention_size", size)
-        weights.update(
-            w_query=LECUN_NORMAL(kq, (query_size, size), dtype),
-            w_memory=LECUN_NORMAL(km, (memory_size, size), dtype),
-            b=jnp.zeros((size,), dtype),
-            v=jax.random.normal(kv, (size,), dtype) / jnp.sqrt(size).astype(dtype),
-        )
-    elif kind == "luong_general":
-        weights.update(w_query=LECUN_NORMAL(kq, (query_size, memory_size), dtype))
-    return AttentionParams(**weights, query_size=query_size, memory_size=memory_size, kind=kind)
-
-
-def _check_memory(
-    where: str, params: AttentionParams, memory: Any, memory_lengths: Any
-) -> tuple[jax.Array, jax.Array | None]:
-    """Validate time-major ``memory`` and its lengths; lengths clipped to ``[0, source_time]``."""
-    memory = check_array(where, "memory", memory)
-    check_floating(where, "memory", memory)
-    check_features(
-        where, "memory", memory, (params.memory_size,), ("source_time",), ("memory_size",)
-    )
-    if memory_lengths is None:
-        return memory, None
-    lengths = check_lengths(
-        where,
-        memory_lengths,
-        memory.shape[1:-1],
-        memory.shape[0],
-        argument="memory_lengths",
-        of="memory",
-    )
-    return memory, lengths
-
-
-def _valid(lengths: jax.Array, source_time: int) -> jax.Array:
-    return jnp.arange(source_time) < lengths[..., None]  # (*batch, source_time)
-
-
-def _prepare_memory(
-    params: AttentionParams, memory: jax.Array, lengths: jax.Array | None
-) -> tuple[jax.Array, jax.Array | None]:
-    """Batch-leading memory with padding zeroed, and the additive score's keys ``m W_m``.
-
-    Zeroing first keeps padding out of gradients too: a NaN at a padded position would
-    otherwise reach them as ``0 * NaN`` through the unselected branch of a mask.
-    """
-    values = jnp.moveaxis(memory, 0, -2)  # (*batch, source_time, memory_size)
-    if lengths is not None:
-        values = jnp.where(_valid(lengths, values.shape[-2])[..., None], values, 0)
-    if params.kind != "bahdanau":
-        return values, None
-    _, w_memory, _, _ = _additive(params)
-    # Computed once per source, not once per step (Bahdanau et al. 2015, appendix A.1.2).
-    return values, values @ w_memory
-
-
-def _additive(params: AttentionParams) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """``(W_q, W_m, b, v)`` of a ``"bahdanau"`` score, which has all four."""
-    assert params.w_query is not None and params.w_memory is not None
-    assert params.b is not None and params.v is not None
-    return params.w_query, params.w_memory, params.b, params.v
-
-
-def _attend(
-    params: AttentionParams,
-    query: jax.Array,
-    values: jax.Array,
-    keys: jax.Array | None,
-    lengths: jax.Array | None,
-) -> tuple[jax.Array, jax.Array]:
-    """``(context, weights)`` for batch-leading ``values`` ``(*batch, source_time, size)``."""
-    if params.kind == "bahdanau":
-        w_query, _, b, v = _additive(params)
-        assert keys is not None
-        scores = jnp.tanh(keys + (query @ w_query + b)[..., None, :]) @ v
-    else:
-        if params.w_query is not None:  # "luong_general"
-            query = query @ params.w_query
-        scores = jnp.einsum("...m,...sm->...s", query, values)
-    if lengths is None:
-        weights = jax.nn.softmax(scores, axis=-1)
-    else:
-        valid = _valid(lengths, values.shape[-2])
-        # The lowest finite score, not -inf: a sequence with no valid position gets a
-        # uniform softmax (then zeroed) instead of NaN.
-        scores = jnp.where(valid, scores, jnp.finfo(scores.dtype).min)
-        weights = jnp.where(valid, jax.nn.softmax(scores, axis=-1), 0)
-    context = jnp.einsum("...s,...sm->...m", weights, values)
-    return context, weights
-
-
-def attend(
-    params: AttentionParams,
-    query: ArrayLike,
-    memory: ArrayLike,
-    memory_lengths: ArrayLike | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """Weights over the valid memory positions for a query, and the weighted mean.
-
-    $$
-    e_s = \\mathrm{score}(q, m_s), \\qquad
-    a_s = \\frac{[s < L] \\exp e_s}{\\sum_{s' < L} \\exp e_{s'}}, \\qquad
-    c = \\sum_s a_s m_s
-    $$
-
-    with ``L`` the memory length and ``score`` from ``params.kind`` (see
-    [`init_attention`][jaxrnn.attention.init_attention]). Padding positions ``s >= L`` get weight
-    exactly 0, and their content (even NaN) reaches neither the result nor gradients. A sequence
-    with ``L = 0`` gets all-zero weights and a zero context.
-
-    Args:
-      params: from [`init_attention`][jaxrnn.attention.init_attention].
-      query: ``(*batch, query_size)``, e.g. the decoder's hidden state.
-      memory: ``(source_time, *batch, memory_size)``, time-major like the ``ys`` of
-        [`unroll`][jaxrnn.unroll] (e.g. the encoder's outputs).
-      memory_lengths: integer ``batch``-shaped valid lengths, or ``None`` (all valid).
-
-    Returns:
-      ``(context, weights)``: ``(*batch, memory_size)`` and ``(*batch, source_time)``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, jaxrnn
-      >>> params = jaxrnn.attention.init_attention(jax.random.key(0), 4, 4, kind="luong_dot")
-      >>> memory = jax.random.normal(jax.random.key(1), (5, 2, 4))  # (source_time, batch, 4)
-      >>> context, weights = jaxrnn.attention.attend(params, jnp.ones((2, 4)), memory,
-      ...                                            jnp.array([5, 3]))
-      >>> context.shape, weights.shape, bool(jnp.allclose(weights.sum(-1), 1.0))
-      ((2, 4), (2, 5), True)
-      >>> bool(jnp.all(weights[1, 3:] == 0))
-      True
-    """
-    where = "attend"
-    if not isinstance(params, AttentionParams):
-        fail(where, "params", "be AttentionParams", type(params).__name__, TypeError)
-    memory, lengths = _check_memory(where, params, memory, memory_lengths)
-    query = check_array(where, "query", query)
-    batch_shape = check_features(where, "query", query, (params.query_size,), (), ("query_size",))
-    if batch_shape != memory.shape[1:-1]:
-        fail(
-            where,
-            "query",
-            f"have the batch shape of memory {shape_text(memory.shape[1:-1])}",
-            shape_text(batch_shape),
-        )
-    values, keys = _prepare_memory(params, memory, lengths)
-    return _attend(params, query, values, keys, lengths)
 
 
 class AttentionState(NamedTuple):
@@ -422,7 +150,7 @@ class AttentionCell(WrappedCell):
         _check_batch(memory, x.shape[:-1])
 
         def read(query: jax.Array) -> tuple[jax.Array, jax.Array]:
-            return _attend(self.attention, query, memory, self.keys, self.memory_lengths)
+            return attend_prepared(self.attention, query, memory, self.keys, self.memory_lengths)
 
         if self.combine is None:  # Bahdanau: read with s_{t-1}, feed the context
             # The query is s_{t-1}'s top-layer h (an LSTM carry's h field).
@@ -590,7 +318,7 @@ def init_attention_cell(
     """
     where = "init_attention_cell"
     check_choice(where, "kind", kind, ATTENTION_KINDS)
-    _check_size(where, "hidden_size", hidden_size)
+    check_size(where, "hidden_size", hidden_size)
     if attentional_size is not None and kind == "bahdanau":
         fail(
             where, "attentional_size", "be None unless kind is a Luong kind", repr(attentional_size)
@@ -603,11 +331,11 @@ def init_attention_cell(
     fed = memory_size
     if kind != "bahdanau":
         out_size = hidden_size if attentional_size is None else attentional_size
-        _check_size(where, "attentional_size", out_size)
+        check_size(where, "attentional_size", out_size)
         combine = init_readout(k_out, memory_size + hidden_size, out_size, dtype=dtype)
         fed = out_size if input_feeding else 0
-    _check_size(where, "input_size", input_size)
-    _check_size(where, "num_layers", num_layers)
+    check_size(where, "input_size", input_size)
+    check_size(where, "num_layers", num_layers)
     check_rate(where, "dropout", dropout)
     if dropout and num_layers == 1:
         fail(
@@ -672,8 +400,8 @@ def with_memory(
     where = "with_memory"
     if not isinstance(params, AttentionCell):
         fail(where, "params", "be an AttentionCell", type(params).__name__, TypeError)
-    memory, lengths = _check_memory(where, params.attention, memory, memory_lengths)
-    values, keys = _prepare_memory(params.attention, memory, lengths)
+    memory, lengths = check_memory(where, params.attention, memory, memory_lengths)
+    values, keys = prepare_memory(params.attention, memory, lengths)
     return dataclasses.replace(params, memory=values, keys=keys, memory_lengths=lengths)
 
 
