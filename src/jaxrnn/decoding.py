@@ -23,10 +23,17 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrnn.core.checks import check_array, check_features, check_key, fail, shape_text
+from jaxrnn.core.checks import (
+    check_array,
+    check_bool,
+    check_features,
+    check_key,
+    fail,
+    shape_text,
+)
 from jaxrnn.core.unrolling import cell_step, init_carry
 
-__all__ = ["CHOOSERS", "decoded_lengths", "generate"]
+__all__ = ["CHOOSERS", "decoded_lengths", "generate", "rollout"]
 
 
 def _argmax(scores: jax.Array, key: jax.Array | None, temperature: float) -> jax.Array:
@@ -70,6 +77,7 @@ def generate(
     temperature: float = 1.0,
     end_token: int | None = None,
     pad_token: int = 0,
+    time_major: bool = True,
 ) -> tuple[Any, jax.Array]:
     """Run ``params`` for ``num_steps``, each step's chosen output becoming the next input.
 
@@ -104,11 +112,13 @@ def generate(
       temperature: for ``"sample"``: logits are divided by it (``< 1`` sharper).
       end_token: token that ends a sequence (for token outputs), or ``None``.
       pad_token: emitted by finished sequences.
+      time_major: ``False`` returns ``outputs`` batch-major, ``(*batch, num_steps, ...)``.
 
     Returns:
       ``(carry, outputs)``: the final carry (for finished sequences, the carry after the
       step that emitted ``end_token``) and ``outputs`` of shape ``(num_steps, *batch)``
       for tokens or ``(num_steps, *batch, ...)`` for continuous outputs.
+      [`rollout`][jaxrnn.decoding.rollout] also returns each step's scores.
 
     Example:
       >>> import functools, jax, jax.numpy as jnp, jaxrnn
@@ -123,7 +133,75 @@ def generate(
       >>> tokens.shape, carry.shape
       ((10, 3), (3, 16))
     """
-    where = "generate"
+    carry, outputs, _ = rollout(
+        params,
+        carry,
+        first_input,
+        num_steps,
+        readout=readout,
+        choose=choose,
+        embed=embed,
+        key=key,
+        temperature=temperature,
+        end_token=end_token,
+        pad_token=pad_token,
+        time_major=time_major,
+        where="generate",
+    )
+    return carry, outputs
+
+
+def rollout(
+    params: Any,
+    carry: Any,
+    first_input: ArrayLike,
+    num_steps: int,
+    *,
+    readout: Callable[[jax.Array], jax.Array] | None = None,
+    choose: str | Callable[[jax.Array, jax.Array | None], jax.Array] = "argmax",
+    embed: Callable[[jax.Array], jax.Array] | None = None,
+    key: jax.Array | None = None,
+    temperature: float = 1.0,
+    end_token: int | None = None,
+    pad_token: int = 0,
+    time_major: bool = True,
+    where: str = "rollout",
+) -> tuple[Any, jax.Array, jax.Array]:
+    """[`generate`][jaxrnn.decoding.generate] that also returns the scores of every step:
+    the decoder fed its own outputs, differentiable through the scores.
+
+    The same loop, keeping ``scores_t = readout(y_t)``; finished sequences (after
+    ``end_token``) get zero scores. Free-running training (the decoder fed its own
+    predictions, as in Flax's seq2seq example) is a loss on these scores: the tokens are
+    discrete, so gradients flow through the scores, the carries and the embedding, never
+    through the choice. Works on any cell or stack of unidirectional layers with any
+    readout and embedding, and on an attention decoder bound to its memory.
+
+    Args:
+      params, carry, first_input, num_steps, readout, choose, embed, key, temperature,
+        end_token, pad_token, time_major: as in ``generate``.
+      where: the function name errors report.
+
+    Returns:
+      ``(carry, outputs, scores)``: ``generate``'s two, and ``scores`` of shape
+      ``(num_steps, *batch, ...)`` (batch-major with ``time_major=False``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, jaxrnn
+      >>> k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+      >>> cell, table = jaxrnn.init_params(k1, "gru", 4, 8), jax.random.normal(k2, (6, 4))
+      >>> head = jaxrnn.heads.init_readout(k3, 8, 6)
+      >>> targets = jnp.array([[1, 2], [3, 4], [5, 0]])   # (time, batch)
+      >>> def free_running_loss(cell, head, table):
+      ...     _, _, logits = jaxrnn.decoding.rollout(
+      ...         cell, None, table[jnp.zeros(2, int)], 3, embed=lambda t: table[t],
+      ...         readout=lambda y: jaxrnn.heads.readout(head, y))
+      ...     return jaxrnn.losses.sequence_softmax_cross_entropy(logits, targets)
+      >>> grads = jax.grad(free_running_loss, argnums=(0, 1, 2))(cell, head, table)
+      >>> bool(jnp.any(grads[0].w_h != 0))
+      True
+    """
+    check_bool(where, "time_major", time_major)
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         fail(where, "num_steps", "be a positive int", repr(num_steps), TypeError)
     if isinstance(choose, str):
@@ -162,8 +240,13 @@ def generate(
     def body(state, step_key):
         carry, x, finished = state
         new_carry, y = cell_step(params, carry, x)
-        out = choose_fn(readout_fn(y), step_key)
+        scores = readout_fn(y)
+        out = choose_fn(scores, step_key)
+        if not isinstance(out, jax.Array):
+            fail(where, "choose", "return an array (the step's output)", type(out).__name__)
         if end_token is not None:
+            mask = finished.reshape(finished.shape + (1,) * (scores.ndim - finished.ndim))
+            scores = jnp.where(mask, jnp.zeros_like(scores), scores)
             if out.shape != batch_shape:
                 fail(
                     where,
@@ -182,10 +265,15 @@ def generate(
                 f"give the next input of shape {shape_text(x.shape)}",
                 shape_text(jnp.shape(next_x)),
             )
-        return (new_carry, next_x.astype(x.dtype), finished), out
+        return (new_carry, next_x.astype(x.dtype), finished), (out, scores)
 
-    (carry, _, _), outputs = jax.lax.scan(body, (carry, x, finished), keys, length=num_steps)
-    return carry, outputs
+    state = (carry, x, finished)
+    (carry, _, _), (outputs, scores) = jax.lax.scan(body, state, keys, length=num_steps)
+    if not time_major:
+        batch_ndim = len(batch_shape)
+        outputs = jnp.moveaxis(outputs, 0, batch_ndim)
+        scores = jnp.moveaxis(scores, 0, batch_ndim)
+    return carry, outputs, scores
 
 
 def decoded_lengths(tokens: ArrayLike, end_token: int) -> jax.Array:

@@ -21,7 +21,15 @@ import jax.numpy as jnp
 import optax  # type: ignore[import-untyped]
 from jax.typing import ArrayLike
 
-from jaxrnn.core.checks import check_array, check_choice, check_lengths, fail, shape_text
+from jaxrnn.core.checks import (
+    check_array,
+    check_bool,
+    check_choice,
+    check_lengths,
+    fail,
+    shape_text,
+    time_first,
+)
 from jaxrnn.core.unrolling import sequence_mask
 
 __all__ = [
@@ -36,7 +44,11 @@ REDUCTIONS = ("sum", "mean", "none")
 
 
 def masked_reduce(
-    per_step: ArrayLike, lengths: ArrayLike | None = None, reduction: str = "mean"
+    per_step: ArrayLike,
+    lengths: ArrayLike | None = None,
+    reduction: str = "mean",
+    *,
+    time_major: bool = True,
 ) -> jax.Array:
     """Mask per-step losses by ``lengths`` and reduce them.
 
@@ -47,12 +59,14 @@ def masked_reduce(
     $$
 
     Args:
-      per_step: losses ``(time, *batch)``.
+      per_step: losses ``(time, *batch)`` (``(*batch, time)`` with ``time_major=False``).
       lengths: integer ``batch`` shape, or ``None`` when every step is valid.
       reduction: ``"sum"`` (total over valid steps and the batch: the classic BPTT loss
         of a sequence is its sum over time), ``"mean"`` (average over valid steps), or
         ``"none"`` (the masked ``(time, *batch)`` array, zero at padding; sum it over
         axis 0 for one loss per sequence).
+      time_major: ``False`` for batch-major losses, as ``unroll(..., time_major=False)``
+        gives them; ``"none"`` then returns ``(*batch, time)``.
 
     Returns:
       A scalar, or ``(time, *batch)`` for ``"none"``.
@@ -68,10 +82,13 @@ def masked_reduce(
     where = "masked_reduce"
     per_step = check_array(where, "per_step", per_step)
     check_choice(where, "reduction", reduction, REDUCTIONS)
+    check_bool(where, "time_major", time_major)
     if per_step.ndim < 1:
-        fail(where, "per_step", "have shape (time, ...)", shape_text(per_step.shape))
+        expected = "(time, ...)" if time_major else "(..., time)"
+        fail(where, "per_step", f"have shape {expected}", shape_text(per_step.shape))
+    per_step = time_first(per_step, time_major, 0)
     valid = _valid(where, lengths, per_step.shape[1:], per_step.shape[0])
-    return _reduce(where, per_step, valid, reduction)
+    return _reduce(where, per_step, valid, reduction, time_major)
 
 
 def _valid(where: str, lengths, batch_shape: tuple[int, ...], num_steps: int):
@@ -89,27 +106,35 @@ def _zero_padding(valid, x: jax.Array) -> jax.Array:
     return jnp.where(mask, x, jnp.zeros_like(x))
 
 
-def _reduce(where: str, per_step: jax.Array, valid, reduction: str) -> jax.Array:
+def _reduce(
+    where: str, per_step: jax.Array, valid, reduction: str, time_major: bool = True
+) -> jax.Array:
     if valid is None:
         valid = jnp.ones(per_step.shape, bool)
     per_step = jnp.where(valid, per_step, jnp.zeros_like(per_step))
     if reduction == "none":
-        return per_step
+        return per_step if time_major else jnp.moveaxis(per_step, 0, -1)
     total = per_step.sum()
     if reduction == "sum":
         return total
     return total / jnp.maximum(valid.sum(), 1).astype(per_step.dtype)
 
 
-def _check_pair(where: str, a, a_name: str, b, b_name: str) -> tuple[jax.Array, jax.Array]:
+def _check_pair(
+    where: str, a, a_name: str, b, b_name: str, time_major: bool
+) -> tuple[jax.Array, jax.Array]:
+    """Two arrays of one shape ``(time, ..., num_outputs)`` (``(..., time, num_outputs)``
+    batch-major), returned time-major."""
     a, b = check_array(where, a_name, a), check_array(where, b_name, b)
+    check_bool(where, "time_major", time_major)
     if a.ndim < 2:
-        fail(where, a_name, "have shape (time, ..., num_outputs)", shape_text(a.shape))
+        expected = "(time, ..., num_outputs)" if time_major else "(..., time, num_outputs)"
+        fail(where, a_name, f"have shape {expected}", shape_text(a.shape))
     if b.shape != a.shape:
         fail(
             where, b_name, f"have the shape of {a_name} {shape_text(a.shape)}", shape_text(b.shape)
         )
-    return a, b
+    return time_first(a, time_major, 1), time_first(b, time_major, 1)
 
 
 def sequence_binary_cross_entropy(
@@ -118,6 +143,7 @@ def sequence_binary_cross_entropy(
     *,
     lengths: ArrayLike | None = None,
     reduction: str = "sum",
+    time_major: bool = True,
 ) -> jax.Array:
     """Binary cross-entropy of every output at every valid step, summed over outputs.
 
@@ -140,6 +166,10 @@ def sequence_binary_cross_entropy(
       reduction: ``"sum"``, ``"mean"`` (over valid steps) or ``"none"`` (see
         [`masked_reduce`][jaxrnn.losses.masked_reduce]).
 
+      time_major: ``False`` for batch-major arrays ``(..., time, ...)``, as
+        ``unroll(..., time_major=False)`` gives them (``"none"`` then returns
+        ``(*batch, time)``).
+
     Returns:
       A scalar, or ``(time, *batch)`` per-step losses for ``"none"``.
 
@@ -152,12 +182,12 @@ def sequence_binary_cross_entropy(
       True
     """
     where = "sequence_binary_cross_entropy"
-    logits, labels = _check_pair(where, logits, "logits", labels, "labels")
+    logits, labels = _check_pair(where, logits, "logits", labels, "labels", time_major)
     check_choice(where, "reduction", reduction, REDUCTIONS)
     valid = _valid(where, lengths, logits.shape[1:-1], logits.shape[0])
     logits, labels = _zero_padding(valid, logits), _zero_padding(valid, labels)
     per_step = optax.losses.sigmoid_binary_cross_entropy(logits, labels).sum(-1)
-    return _reduce(where, per_step, valid, reduction)
+    return _reduce(where, per_step, valid, reduction, time_major)
 
 
 def sequence_softmax_cross_entropy(
@@ -166,6 +196,7 @@ def sequence_softmax_cross_entropy(
     *,
     lengths: ArrayLike | None = None,
     reduction: str = "mean",
+    time_major: bool = True,
 ) -> jax.Array:
     """Softmax cross-entropy with integer class labels at every valid step.
 
@@ -185,6 +216,10 @@ def sequence_softmax_cross_entropy(
       lengths: integer ``batch`` shape; steps ``t >= lengths`` are ignored.
       reduction: ``"mean"`` (the usual per-token average), ``"sum"`` or ``"none"``.
 
+      time_major: ``False`` for batch-major arrays ``(..., time, ...)``, as
+        ``unroll(..., time_major=False)`` gives them (``"none"`` then returns
+        ``(*batch, time)``).
+
     Returns:
       A scalar, or ``(time, *batch)`` per-step losses for ``"none"``.
 
@@ -200,18 +235,22 @@ def sequence_softmax_cross_entropy(
     where = "sequence_softmax_cross_entropy"
     logits = check_array(where, "logits", logits)
     labels = check_array(where, "labels", labels)
+    check_bool(where, "time_major", time_major)
     if logits.ndim < 2:
-        fail(where, "logits", "have shape (time, ..., num_classes)", shape_text(logits.shape))
+        expected = "(time, ..., num_classes)" if time_major else "(..., time, num_classes)"
+        fail(where, "logits", f"have shape {expected}", shape_text(logits.shape))
     if labels.shape != logits.shape[:-1]:
-        expected = f"have shape (time, ...) = {shape_text(logits.shape[:-1])}"
+        axes = "(time, ...)" if time_major else "(..., time)"
+        expected = f"have shape {axes} = {shape_text(logits.shape[:-1])}"
         fail(where, "labels", expected, shape_text(labels.shape))
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         fail(where, "labels", "have an integer dtype", str(labels.dtype), TypeError)
     check_choice(where, "reduction", reduction, REDUCTIONS)
+    logits, labels = time_first(logits, time_major, 1), time_first(labels, time_major, 0)
     valid = _valid(where, lengths, labels.shape[1:], labels.shape[0])
     logits, labels = _zero_padding(valid, logits), _zero_padding(valid, labels)
     per_step = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return _reduce(where, per_step, valid, reduction)
+    return _reduce(where, per_step, valid, reduction, time_major)
 
 
 def sequence_mean_squared_error(
@@ -220,6 +259,7 @@ def sequence_mean_squared_error(
     *,
     lengths: ArrayLike | None = None,
     reduction: str = "mean",
+    time_major: bool = True,
 ) -> jax.Array:
     """Squared error averaged over the outputs of every valid step.
 
@@ -237,6 +277,10 @@ def sequence_mean_squared_error(
       lengths: integer ``batch`` shape; steps ``t >= lengths`` are ignored.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
+      time_major: ``False`` for batch-major arrays ``(..., time, ...)``, as
+        ``unroll(..., time_major=False)`` gives them (``"none"`` then returns
+        ``(*batch, time)``).
+
     Returns:
       A scalar, or ``(time, *batch)`` per-step losses for ``"none"``.
 
@@ -248,9 +292,11 @@ def sequence_mean_squared_error(
       5.0
     """
     where = "sequence_mean_squared_error"
-    predictions, targets = _check_pair(where, predictions, "predictions", targets, "targets")
+    predictions, targets = _check_pair(
+        where, predictions, "predictions", targets, "targets", time_major
+    )
     check_choice(where, "reduction", reduction, REDUCTIONS)
     valid = _valid(where, lengths, predictions.shape[1:-1], predictions.shape[0])
     predictions, targets = _zero_padding(valid, predictions), _zero_padding(valid, targets)
     per_step = optax.losses.squared_error(predictions, targets).mean(-1)
-    return _reduce(where, per_step, valid, reduction)
+    return _reduce(where, per_step, valid, reduction, time_major)

@@ -23,7 +23,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxrnn.core.checks import check_array, check_choice, check_lengths, fail, shape_text
+from jaxrnn.core.checks import (
+    check_array,
+    check_bool,
+    check_choice,
+    check_lengths,
+    fail,
+    shape_text,
+)
 from jaxrnn.core.composites import MERGES, BidirectionalState
 from jaxrnn.core.params import describe
 from jaxrnn.core.unrolling import sequence_mask
@@ -87,9 +94,21 @@ def final_hidden(carry: Any, *, merge: str = "concat") -> jax.Array:
     return _cell_hidden(carry)
 
 
-def _check_ys(where: str, ys: Any, lengths: Any) -> tuple[jax.Array, jax.Array]:
-    """``ys`` and a mask broadcastable against it (``(time, *batch, 1, ...)``)."""
+def _check_ys(where: str, ys: Any, lengths: Any, time_major: bool) -> tuple[jax.Array, jax.Array]:
+    """``ys`` time-major and a mask broadcastable against it (``(time, *batch, 1, ...)``).
+
+    Batch-major ``ys`` have time after the batch axes: at ``lengths.ndim``, or, without
+    lengths, just before one feature axis.
+    """
     ys = check_array(where, "ys", ys)
+    check_bool(where, "time_major", time_major)
+    if not time_major:
+        if lengths is not None and not isinstance(lengths, np.ndarray | np.generic):
+            lengths = check_array(where, "lengths", lengths)
+        time_axis = ys.ndim - 2 if lengths is None else np.ndim(lengths)
+        if not 0 <= time_axis < ys.ndim:
+            fail(where, "ys", "have shape (..., time, features)", shape_text(ys.shape))
+        ys = jnp.moveaxis(ys, time_axis, 0)
     if ys.ndim < 1 or ys.shape[0] == 0:
         fail(where, "ys", "have shape (time >= 1, ..., features)", shape_text(ys.shape))
     if lengths is None:
@@ -102,7 +121,9 @@ def _check_ys(where: str, ys: Any, lengths: Any) -> tuple[jax.Array, jax.Array]:
     return ys, mask.reshape(mask.shape + (1,) * (ys.ndim - mask.ndim))
 
 
-def pool_last(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
+def pool_last(
+    ys: ArrayLike, lengths: ArrayLike | None = None, *, time_major: bool = True
+) -> jax.Array:
     """The last valid output of each sequence: ``ys[lengths[b] - 1, b]``.
 
     $$
@@ -119,6 +140,9 @@ def pool_last(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
       lengths: integer ``batch`` shape (a prefix of ``ys.shape[1:]``); ``None`` means
         every sequence has all ``time`` steps, giving ``ys[-1]``.
 
+      time_major: ``False`` for batch-major ``ys`` ``(*batch, time, features)``, as
+        ``unroll(..., time_major=False)`` gives them.
+
     Returns:
       ``ys.shape[1:]``: ``(*batch, ...)``.
 
@@ -128,7 +152,7 @@ def pool_last(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
       >>> jaxrnn.pooling.pool_last(ys, jnp.array([4, 2]))[:, 0]
       Array([6., 3.], dtype=float32)
     """
-    ys, mask = _check_ys("pool_last", ys, lengths)
+    ys, mask = _check_ys("pool_last", ys, lengths, time_major)
     if lengths is None:
         return ys[-1]
     # Position of the last valid step from the mask, so lengths are counted in one place.
@@ -138,7 +162,9 @@ def pool_last(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
     return jnp.where(last[0] >= 0, picked, jnp.zeros_like(picked))
 
 
-def pool_mean(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
+def pool_mean(
+    ys: ArrayLike, lengths: ArrayLike | None = None, *, time_major: bool = True
+) -> jax.Array:
     """The average of each sequence's valid outputs.
 
     $$
@@ -150,6 +176,9 @@ def pool_mean(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
       ys: outputs ``(time, *batch, ...)``.
       lengths: integer ``batch`` shape, or ``None`` for all steps.
 
+      time_major: ``False`` for batch-major ``ys`` ``(*batch, time, features)``, as
+        ``unroll(..., time_major=False)`` gives them.
+
     Returns:
       ``(*batch, ...)``; zeros for a sequence of length 0.
 
@@ -159,13 +188,15 @@ def pool_mean(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
       >>> float(jaxrnn.pooling.pool_mean(ys, jnp.array([2]))[0, 0])
       2.0
     """
-    ys, mask = _check_ys("pool_mean", ys, lengths)
+    ys, mask = _check_ys("pool_mean", ys, lengths, time_major)
     total = jnp.sum(jnp.where(mask, ys, jnp.zeros_like(ys)), axis=0)
     count = jnp.maximum(jnp.sum(mask, axis=0), 1).astype(ys.dtype)
     return total / count
 
 
-def pool_max(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
+def pool_max(
+    ys: ArrayLike, lengths: ArrayLike | None = None, *, time_major: bool = True
+) -> jax.Array:
     """The elementwise maximum over each sequence's valid outputs.
 
     $$
@@ -177,6 +208,9 @@ def pool_max(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
       ys: outputs ``(time, *batch, ...)``.
       lengths: integer ``batch`` shape, or ``None`` for all steps.
 
+      time_major: ``False`` for batch-major ``ys`` ``(*batch, time, features)``, as
+        ``unroll(..., time_major=False)`` gives them.
+
     Returns:
       ``(*batch, ...)``; the gradient flows only to the arg-max valid step.
 
@@ -186,7 +220,7 @@ def pool_max(ys: ArrayLike, lengths: ArrayLike | None = None) -> jax.Array:
       >>> float(jaxrnn.pooling.pool_max(ys, jnp.array([2]))[0, 0])
       -1.0
     """
-    ys, mask = _check_ys("pool_max", ys, lengths)
+    ys, mask = _check_ys("pool_max", ys, lengths, time_major)
     info = jnp.finfo if jnp.issubdtype(ys.dtype, jnp.inexact) else jnp.iinfo
     lowest = info(ys.dtype).min
     best = jnp.max(jnp.where(mask, ys, jnp.full_like(ys, lowest)), axis=0)

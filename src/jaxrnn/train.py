@@ -31,7 +31,7 @@ import optax  # type: ignore[import-untyped]
 from flax import serialization
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
-from jaxrnn.core.checks import fail
+from jaxrnn.core.checks import check_bool, check_key, fail
 
 __all__ = [
     "StepMetrics",
@@ -74,6 +74,8 @@ def make_train_step(
     max_grad_norm: float | None = None,
     has_aux: bool = False,
     jit: bool = True,
+    key: jax.Array | None = None,
+    pass_step: bool = False,
 ) -> TrainStep:
     """Build ``init(params)`` and ``step(state, *batch)`` for ``loss_fn`` and ``optimizer``.
 
@@ -93,6 +95,12 @@ def make_train_step(
       max_grad_norm: clip the gradient to this global L2 norm; ``None``: no clipping.
       has_aux: ``loss_fn`` returns ``(loss, aux)``; ``aux`` comes back in the metrics.
       jit: compile ``step`` with ``jax.jit``.
+      key: a PRNG key: the loss is then called with ``key=fold_in(key, state.step)``, a
+        fresh key at every step that depends only on ``key`` and the step count (for
+        dropout: pass it to ``unroll(..., key=key)``; reproducible, also when a run
+        is resumed from its ``TrainState``).
+      pass_step: call the loss with ``step=state.step`` too (a traced int32 scalar), e.g.
+        for a schedule of teacher forcing.
 
     Returns:
       A [`TrainStep`][jaxrnn.train.TrainStep] ``(init, step)``: ``init(params)`` gives a
@@ -111,7 +119,22 @@ def make_train_step(
       >>> state, metrics = train.step(state, xs, targets)
       >>> int(state.step), metrics.loss.shape
       (1, ())
+
+      With dropout, a key per step (and the step count, e.g. for a schedule):
+
+      >>> deep = jaxrnn.init_params(jax.random.key(0), "gru", 2, 8, num_layers=2, dropout=0.2)
+      >>> def noisy_loss(params, xs, targets, *, key, step):
+      ...     _, ys = jaxrnn.unroll(params, None, xs, key=key)
+      ...     return jnp.mean((ys[..., 0] - targets) ** 2) * (1.0 + 0.0 * step)
+      >>> train = jaxrnn.train.make_train_step(noisy_loss, optax.adam(1e-2),
+      ...                                      key=jax.random.key(1), pass_step=True)
+      >>> state, metrics = train.step(train.init(deep), xs, targets)
+      >>> int(state.step)
+      1
     """
+    if key is not None:
+        check_key("make_train_step", key)
+    check_bool("make_train_step", "pass_step", pass_step)
     if max_grad_norm is not None:
         if not max_grad_norm > 0:
             fail("make_train_step", "max_grad_norm", "be > 0 or None", repr(max_grad_norm))
@@ -122,7 +145,12 @@ def make_train_step(
         return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
     def step(state: TrainState, *batch: Any) -> tuple[TrainState, StepMetrics]:
-        value, grads = grad_fn(state.params, *batch)
+        extra: dict[str, Any] = {}
+        if key is not None:
+            extra["key"] = jax.random.fold_in(key, state.step)
+        if pass_step:
+            extra["step"] = state.step
+        value, grads = grad_fn(state.params, *batch, **extra)
         loss, aux = value if has_aux else (value, None)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

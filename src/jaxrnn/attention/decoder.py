@@ -273,6 +273,7 @@ def init_attention_cell(
     attentional_size: int | None = None,
     input_feeding: bool = True,
     dtype: Any = jnp.float32,
+    **cell_options: Any,
 ) -> AttentionCell:
     """Initialize an attention decoder (without memory: bind one with
     [`with_memory`][jaxrnn.attention.with_memory]).
@@ -297,6 +298,8 @@ def init_attention_cell(
       attentional_size: size of ``h~_t`` (``"luong_*"`` only; ``None``: ``hidden_size``).
       input_feeding: ``"luong_*"``: feed ``h~_{t-1}`` with the input.
       dtype: dtype of every weight.
+      **cell_options: options of the inner cell, passed to
+        [`init_params`][jaxrnn.init_params] (e.g. ``forget_bias``).
 
     Returns:
       An [`AttentionCell`][jaxrnn.attention.AttentionCell] with ``memory=None``.
@@ -352,6 +355,7 @@ def init_attention_cell(
         num_layers=num_layers,
         dropout=float(dropout),
         dtype=dtype,
+        **cell_options,
     )
     return AttentionCell(
         cell=inner,

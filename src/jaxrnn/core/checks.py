@@ -153,3 +153,16 @@ def _describe_key(key: Any) -> str:
     if isinstance(key, jax.Array):
         return f"{key.dtype}{list(key.shape)}"
     return type(key).__name__
+
+
+def check_bool(where: str, argument: str, value: Any) -> bool:
+    """A flag: ``True`` or ``False`` (NumPy's bools too), never a truthy string or number."""
+    if not isinstance(value, bool | np.bool_):
+        fail(where, argument, "be a bool", repr(value), TypeError)
+    return bool(value)
+
+
+def time_first(x: jax.Array, time_major: bool, feature_dims: int) -> jax.Array:
+    """``x`` with time first: unchanged when ``time_major``, else its time axis (the one
+    before the ``feature_dims`` trailing feature axes) moved to the front."""
+    return x if time_major else jnp.moveaxis(x, x.ndim - 1 - feature_dims, 0)

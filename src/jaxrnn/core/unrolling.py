@@ -10,6 +10,7 @@ down to ``0``, with outputs at their input positions. No gather is needed.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
@@ -19,6 +20,7 @@ from jax.typing import ArrayLike
 
 from jaxrnn.core.checks import (
     check_array,
+    check_bool,
     check_features,
     check_floating,
     check_key,
@@ -150,7 +152,7 @@ def cell_step(params: Any, carry: Any, x: ArrayLike) -> tuple[Any, jax.Array]:
     return step(params, carry, x)
 
 
-def sequence_mask(lengths: ArrayLike, num_steps: int) -> jax.Array:
+def sequence_mask(lengths: ArrayLike, num_steps: int, *, time_major: bool = True) -> jax.Array:
     """The time-major validity mask of padded sequences: ``valid[t, ...] = t < lengths[...]``.
 
     The one place where lengths become a mask: [`unroll`][jaxrnn.unroll], the losses and the pooling
@@ -163,9 +165,10 @@ def sequence_mask(lengths: ArrayLike, num_steps: int) -> jax.Array:
     Args:
       lengths: integer array of shape ``batch_shape``: valid steps of each sequence.
       num_steps: the padded length ``time``.
+      time_major: ``False`` gives the batch-major mask ``(*batch_shape, time)``.
 
     Returns:
-      A boolean array of shape ``(time, *batch_shape)``.
+      A boolean array of shape ``(time, *batch_shape)`` (``(*batch_shape, time)``).
 
     Example:
       >>> import jax.numpy as jnp, jaxrnn
@@ -178,8 +181,12 @@ def sequence_mask(lengths: ArrayLike, num_steps: int) -> jax.Array:
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         fail("sequence_mask", "lengths", "have an integer dtype", str(lengths.dtype), TypeError)
     lengths = widen_lengths(lengths, num_steps)  # compared in int32, whatever the dtype
+    check_bool("sequence_mask", "time_major", time_major)
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 0:
+        fail("sequence_mask", "num_steps", "be an int >= 0", repr(num_steps), TypeError)
     steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
-    return steps < lengths
+    valid = steps < lengths
+    return valid if time_major else jnp.moveaxis(valid, 0, -1)
 
 
 def _expand_to(mask: jax.Array, leaf: jax.Array) -> jax.Array:

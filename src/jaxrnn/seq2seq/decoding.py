@@ -19,7 +19,9 @@ from jaxrnn.seq2seq.model import (
     Seq2SeqParams,
     bound_decoder,
     bridge_carry,
+    check_model,
     check_tokens,
+    embed_target,
     encode,
     start_decoding,
 )
@@ -32,6 +34,7 @@ __all__ = [
 
 
 def _decode(
+    where: str,
     params,
     source,
     source_lengths,
@@ -44,9 +47,10 @@ def _decode(
     key,
     temperature,
 ) -> tuple[jax.Array, jax.Array]:
+    check_model(where, params)
     decoder, carry = start_decoding(params, source, source_lengths)
     batch_shape = jnp.shape(source)[1:]
-    first_input = params.target_embedding[jnp.full(batch_shape, start_token)]
+    first_input = embed_target(params, jnp.full(batch_shape, start_token))
     _, tokens = generate(
         decoder,
         carry,
@@ -54,7 +58,7 @@ def _decode(
         max_length,
         readout=lambda y: readout(params.readout, y),
         choose=choose,
-        embed=lambda token: params.target_embedding[token],
+        embed=lambda token: embed_target(params, token),
         key=key,
         temperature=temperature,
         end_token=end_token,
@@ -108,6 +112,7 @@ def greedy_decode(
       ((6, 3), (3,))
     """
     return _decode(
+        "greedy_decode",
         params,
         source,
         source_lengths,
@@ -168,6 +173,7 @@ def sample_decode(
     """
     check_key("sample_decode", key)
     return _decode(
+        "sample_decode",
         params,
         source,
         source_lengths,
@@ -225,6 +231,7 @@ def beam_search(
       ((6, 3), (3,))
     """
     where = "beam_search"
+    check_model(where, params)
     source = check_tokens(where, "source", source)
     if source.ndim != 2:
         fail(where, "source", "have shape (time, batch)", shape_text(source.shape))
@@ -256,7 +263,7 @@ def beam_search(
 
     def body(state, t):
         carry, tokens, scores, finished, history = state
-        x = params.target_embedding[tokens.reshape(-1)]
+        x = embed_target(params, tokens.reshape(-1))
         new_carry, y = cell_step(decoder, carry, x)
         log_probs = jax.nn.log_softmax(readout(params.readout, y), -1)
         log_probs = log_probs.reshape(batch, beam_size, vocab)

@@ -34,8 +34,11 @@ __all__ = [
     "Seq2SeqParams",
     "bound_decoder",
     "bridge_carry",
+    "check_model",
     "check_tokens",
     "decoder_cell",
+    "embed_source",
+    "embed_target",
     "encode",
     "init_seq2seq",
     "layers_of",
@@ -52,8 +55,10 @@ class Seq2SeqParams:
     """Weights of an encoder–decoder. See [`init_seq2seq`][jaxrnn.seq2seq.init_seq2seq] and the
     module docstring."""
 
-    source_embedding: jax.Array  # shape=(source_vocab_size, embed_size)
-    target_embedding: jax.Array  # shape=(target_vocab_size, embed_size)
+    # shape=(source_vocab_size, embed_size); None: one-hot tokens or continuous inputs
+    source_embedding: jax.Array | None
+    # shape=(target_vocab_size, embed_size); None: the decoder reads one-hot tokens
+    target_embedding: jax.Array | None
     encoder: Any  # a cell, a Bidirectional pair, or a Stack of them
     # a cell or a Stack of cells, one layer per encoder layer; with attention, an
     # AttentionCell (without memory) around them
@@ -127,7 +132,7 @@ def init_seq2seq(
     source_vocab_size: int,
     target_vocab_size: int,
     *,
-    embed_size: int,
+    embed_size: int | None,
     hidden_size: int,
     cell: str = "lstm",
     num_layers: int = 1,
@@ -137,6 +142,7 @@ def init_seq2seq(
     attention: str | None = None,
     dropout: float = 0.0,
     dtype: Any = jnp.float32,
+    **cell_options: Any,
 ) -> Seq2SeqParams:
     """Initialize an encoder–decoder: embeddings, encoder, bridge, decoder, readout.
 
@@ -158,7 +164,9 @@ def init_seq2seq(
       key: a PRNG key.
       source_vocab_size: number of source tokens.
       target_vocab_size: number of target tokens (including start, end and padding).
-      embed_size: size of both embeddings.
+      embed_size: size of both embeddings; ``None`` for none: the encoder reads one-hot
+        source tokens (or continuous source vectors of ``source_vocab_size`` features)
+        and the decoder one-hot target tokens, as in Flax's seq2seq example.
       hidden_size: width of each encoder layer (and direction).
       cell: ``"rnn"``, ``"lstm"`` or ``"gru"``, for encoder and decoder.
       num_layers: layers of the encoder and of the decoder.
@@ -172,6 +180,8 @@ def init_seq2seq(
         ``nn.LSTM(dropout=...)``; applied only when [`seq2seq_loss`][jaxrnn.seq2seq.seq2seq_loss]
         gets a ``key``. Needs ``num_layers > 1``.
       dtype: dtype of every weight.
+      **cell_options: options of the encoder's and the decoder's cells, passed to
+        [`init_params`][jaxrnn.init_params] (e.g. ``forget_bias``, ``reset_after``).
 
     Returns:
       [`Seq2SeqParams`][jaxrnn.seq2seq.Seq2SeqParams].
@@ -205,15 +215,18 @@ def init_seq2seq(
             repr(decoder_hidden_size),
         )
     k_src, k_tgt, k_enc, k_dec, k_bridge, k_out = jax.random.split(key, 6)
+    source_size = source_vocab_size if embed_size is None else embed_size
+    target_size = target_vocab_size if embed_size is None else embed_size
     encoder = init_params(
         k_enc,
         cell,
-        embed_size,
+        source_size,
         hidden_size,
         num_layers=num_layers,
         bidirectional=bidirectional_encoder,
         dropout=dropout,
         dtype=dtype,
+        **cell_options,
     )
     if bridge == "linear":
         decoder_size = decoder_hidden_size or hidden_size
@@ -225,11 +238,12 @@ def init_seq2seq(
         decoder = init_params(
             k_dec,
             cell,
-            embed_size,
+            target_size,
             decoder_size,
             num_layers=num_layers,
             dropout=dropout,
             dtype=dtype,
+            **cell_options,
         )
     else:
         check_choice("init_seq2seq", "attention", attention, (None, *ATTENTION_KINDS))
@@ -246,13 +260,14 @@ def init_seq2seq(
         decoder = init_attention_cell(
             k_dec,
             cell,
-            embed_size,
+            target_size,
             decoder_size,
             memory_size,
             kind=attention,
             num_layers=num_layers,
             dropout=dropout,
             dtype=dtype,
+            **cell_options,
         )
     bridge_params = None
     if bridge == "linear":
@@ -263,15 +278,60 @@ def init_seq2seq(
                 layer_keys, layers_of(encoder), layers_of(decoder_cell(decoder)), strict=True
             )
         )
+
+    def embedding(key: jax.Array, vocab_size: int) -> jax.Array | None:
+        return (
+            None if embed_size is None else jax.random.normal(key, (vocab_size, embed_size), dtype)
+        )
+
     return Seq2SeqParams(
-        source_embedding=jax.random.normal(k_src, (source_vocab_size, embed_size), dtype),
-        target_embedding=jax.random.normal(k_tgt, (target_vocab_size, embed_size), dtype),
+        source_embedding=embedding(k_src, source_vocab_size),
+        target_embedding=embedding(k_tgt, target_vocab_size),
         encoder=encoder,
         decoder=decoder,
         bridge_params=bridge_params,
         readout=init_readout(k_out, decoder.output_size, target_vocab_size, dtype=dtype),
         bridge=bridge,
     )
+
+
+def check_model(where: str, params: Any) -> None:
+    """``params`` must be a ``Seq2SeqParams``; other models decode through
+    ``jaxrnn.decoding``, which takes any decoder, readout and embedding."""
+    if not isinstance(params, Seq2SeqParams):
+        fail(
+            where,
+            "params",
+            "be Seq2SeqParams from init_seq2seq (for a model of your own, decode with "
+            "jaxrnn.decoding.generate or rollout on its decoder, readout and embedding)",
+            type(params).__name__,
+            TypeError,
+        )
+
+
+def embed_source(where: str, params: Seq2SeqParams, source: Any) -> jax.Array:
+    """The encoder's inputs: ``E_src[source]``; without an embedding, one-hot tokens, or
+    the source itself when it is continuous ``(time, ..., source_vocab_size)``."""
+    if params.source_embedding is not None:
+        return params.source_embedding[check_tokens(where, "source", source)]
+    source = check_array(where, "source", source)
+    if jnp.issubdtype(source.dtype, jnp.integer):
+        return embed_tokens(check_tokens(where, "source", source), None, params.encoder)
+    return source  # continuous inputs: unroll checks their shape and dtype
+
+
+def embed_target(params: Seq2SeqParams, tokens: jax.Array) -> jax.Array:
+    """The decoder's input for ``tokens``: ``E_tgt[tokens]``, or their one-hot vectors."""
+    return embed_tokens(tokens, params.target_embedding, params.decoder)
+
+
+def embed_tokens(tokens: jax.Array, table: jax.Array | None, reader: Any) -> jax.Array:
+    """``table[tokens]``, or one-hot vectors of ``reader``'s input size and dtype."""
+    if table is not None:
+        return table[tokens]
+    dtype = jax.tree.leaves(reader)[0].dtype
+    size = reader.input_shape[-1]
+    return jax.nn.one_hot(tokens, size, dtype=dtype)
 
 
 def check_tokens(where: str, name: str, tokens: Any) -> jax.Array:
@@ -303,7 +363,8 @@ def encode(
     Args:
       params: from [`init_seq2seq`][jaxrnn.seq2seq.init_seq2seq].
       source: integer tokens ``(source_time, *batch)``; padding beyond ``source_lengths``
-        may hold any valid token.
+        may hold any valid token. Without embeddings (``embed_size=None``) also
+        continuous inputs ``(source_time, *batch, source_vocab_size)``.
       source_lengths: integer ``batch`` shape, or ``None`` when no sequence is padded.
       key: PRNG key for the encoder's dropout (passed to [`unroll`][jaxrnn.unroll]);
         ``None`` (evaluation): none.
@@ -320,10 +381,10 @@ def encode(
       >>> carry.shape, ys.shape
       ((3, 16), (7, 3, 16))
     """
-    source = check_tokens("encode", "source", source)
+    check_model("encode", params)
     if key is not None:
         check_key("encode", key)
-    embedded = params.source_embedding[source]
+    embedded = embed_source("encode", params, source)
     return unroll(params.encoder, None, embedded, lengths=source_lengths, key=key)
 
 

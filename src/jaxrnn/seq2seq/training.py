@@ -20,7 +20,13 @@ from jaxrnn.core.checks import (
 from jaxrnn.core.unrolling import unroll
 from jaxrnn.heads import readout
 from jaxrnn.losses import sequence_softmax_cross_entropy
-from jaxrnn.seq2seq.model import Seq2SeqParams, shift_right, start_decoding
+from jaxrnn.seq2seq.model import (
+    Seq2SeqParams,
+    check_model,
+    embed_target,
+    shift_right,
+    start_decoding,
+)
 
 __all__ = [
     "seq2seq_alignments",
@@ -74,9 +80,10 @@ def seq2seq_logits(
       >>> logits.shape
       (4, 3, 10)
     """
+    check_model("seq2seq_logits", params)
     encoder_key, decoder_key = _split_key("seq2seq_logits", key)
     decoder, carry = start_decoding(params, source, source_lengths, encoder_key)
-    inputs = params.target_embedding[shift_right(targets, start_token)]
+    inputs = embed_target(params, shift_right(targets, start_token))
     _, ys = unroll(decoder, carry, inputs, lengths=target_lengths, key=decoder_key)
     return readout(params.readout, ys)
 
@@ -138,6 +145,7 @@ def seq2seq_loss(
       >>> bool(train_loss != eval_loss)
       True
     """
+    check_model("seq2seq_loss", params)
     if key is not None:
         check_key("seq2seq_loss", key)
     logits = seq2seq_logits(
@@ -195,6 +203,7 @@ def seq2seq_alignments(
       >>> alignments.shape, bool(jnp.all(alignments[:, 1, 2:] == 0))
       ((4, 3, 7), True)
     """
+    check_model("seq2seq_alignments", params)
     if not isinstance(params.decoder, AttentionCell):
         fail(
             "seq2seq_alignments",
@@ -203,6 +212,6 @@ def seq2seq_alignments(
             f"a {type(params.decoder).__name__} decoder",
         )
     decoder, carry = start_decoding(params, source, source_lengths)
-    inputs = params.target_embedding[shift_right(targets, start_token)]
+    inputs = embed_target(params, shift_right(targets, start_token))
     _, _, alignments = unroll_with_alignments(decoder, carry, inputs, lengths=target_lengths)
     return alignments
