@@ -160,8 +160,9 @@ def test_weights_match_lstm_ref(num_layers, bidirectional, random_state):
 
     leaves = jax.tree.leaves(carry)  # cuDNN order: layer by layer, forward before backward
     h_0, c_0 = jnp.stack(leaves[0::2]), jnp.stack(leaves[1::2])
-    ys_ref, h_n, c_n = reference_lstm(xs.swapaxes(0, 1), h_0, c_0,
-                                      jaxrnn.cudnn.to_cudnn_weights(params), lengths.astype(jnp.int32),
+    weights = jaxrnn.cudnn.to_cudnn_weights(params)
+    ys_ref, h_n, c_n = reference_lstm(xs.swapaxes(0, 1), h_0, c_0, weights,
+                                      lengths.astype(jnp.int32),
                                       I, H, num_layers, 0.0, bidirectional, None)  # fmt: skip
     np.testing.assert_allclose(ys, ys_ref.swapaxes(0, 1), atol=1e-5)
     final = jax.tree.leaves(new_carry)
