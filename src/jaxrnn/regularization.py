@@ -92,14 +92,14 @@ class Regularized(WrappedCell):
     """
 
     cell: Any  # params of the wrapped cell
-    input_mask: jax.Array | None = None  # m_x of a training run (set by unwrap), or None
-    output_mask: jax.Array | None = None  # m_y of a training run, or None
-    recurrent_mask: jax.Array | None = None  # m_h of a training run, or None
     input_dropout: float = static_field(0.0)
     output_dropout: float = static_field(0.0)
     recurrent_dropout: float = static_field(0.0)
     zoneout_h: float = static_field(0.0)
     zoneout_c: float = static_field(0.0)
+    input_mask: jax.Array | None = None  # m_x of a training run (set by unwrap), or None
+    output_mask: jax.Array | None = None  # m_y of a training run, or None
+    recurrent_mask: jax.Array | None = None  # m_h of a training run, or None
 
     @property
     def masks_drawn(self) -> bool:
@@ -292,7 +292,14 @@ def regularize(
 
     def wrap(cell: Any) -> Regularized:
         _check_cell(cell, rates)
-        return Regularized(cell, **{name: float(rate) for name, rate in rates.items()})
+        return Regularized(
+            cell,
+            input_dropout=float(input_dropout),
+            output_dropout=float(output_dropout),
+            recurrent_dropout=float(recurrent_dropout),
+            zoneout_h=float(zoneout_h),
+            zoneout_c=float(zoneout_c),
+        )
 
     if not hasattr(params, "zero_carry"):
         fail("regularize", "params", "be jaxrnn params", type(params).__name__, TypeError)

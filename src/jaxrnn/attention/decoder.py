@@ -202,9 +202,10 @@ def _noisy_step(
     layers, carries = (inner.layers, carry) if stacked else ((inner,), (carry,))
     new_carries = []
     for layer, layer_carry, layer_noise in zip(layers, carries, noise, strict=True):
+        layer_input: Any = x
         if layer_noise.keep_h is not None or layer_noise.keep_c is not None:
-            x = ZoneoutInputs(x, layer_noise.keep_h, layer_noise.keep_c)
-        layer_carry, x = step(layer, layer_carry, x)
+            layer_input = ZoneoutInputs(x, layer_noise.keep_h, layer_noise.keep_c)
+        layer_carry, x = step(layer, layer_carry, layer_input)
         if layer_noise.dropout is not None:
             x = x * layer_noise.dropout
         new_carries.append(layer_carry)

@@ -538,7 +538,7 @@ def _check_options(
         isinstance(trust_region, bool) or not isinstance(trust_region, numbers.Real)
     ):
         fail(where, "trust_region", "be a float >= 0 or None", repr(trust_region), TypeError)
-    if trust_region is not None and not 0 <= trust_region < math.inf:
+    if trust_region is not None and not 0 <= float(trust_region) < math.inf:
         fail(where, "trust_region", "be a float >= 0 or None", repr(trust_region))
 
 
@@ -645,7 +645,14 @@ def deer_unroll(
         trust_region=trust_region,
     )
     _check_options("deer_unroll", **options)
-    config = DEER(**options)
+    config = DEER(
+        tol=tol,
+        max_iter=max_iter,
+        variant=variant,
+        damping=damping,
+        on_failure=on_failure,
+        trust_region=trust_region,
+    )
     check_params("deer_unroll", params)
     _check_deer_cell("deer_unroll", params)
     xs = check_array("deer_unroll", "xs", xs)
