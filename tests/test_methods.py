@@ -129,7 +129,11 @@ def test_carry_outputs_need_a_method_that_has_them():
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"method": "scan"}, ValueError, r"^unroll: method must be a Method or one of 'auto'"),
+        (
+            {"method": "scan"},
+            ValueError,
+            r"^unroll: method must be one of 'sequential', .* or a Method object; got 'scan'$",
+        ),
         ({"unroll": 0}, ValueError, r"^unroll: unroll must be a positive int or a bool; got 0$"),
         ({"unroll": 2.5}, TypeError, r"^unroll: unroll must be a positive int or a bool"),
         ({"remat": "yes"}, TypeError, r"^unroll: remat must be a bool; got 'yes'$"),

@@ -8,6 +8,7 @@ evaluated by leaving out the key. [`cell_step`][jaxrnn.cell_step] is always the 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -171,24 +172,26 @@ def draw_masks(params: Regularized, xs: jax.Array, key: jax.Array) -> Masks:
     carry = jax.eval_shape(lambda: params.zero_carry(batch_shape, dtype))
     keys = dict(zip(RATES, jax.random.split(key, len(RATES)), strict=True))
 
-    def variational(rate_name: str, shape: tuple[int, ...]) -> jax.Array | None:
+    def variational(rate_name: str, shape: Callable[[], tuple[int, ...]]) -> jax.Array | None:
         rate = getattr(params, rate_name)
-        return _variational_mask(keys[rate_name], shape, rate, dtype) if rate else None
+        return _variational_mask(keys[rate_name], shape(), rate, dtype) if rate else None
 
-    def per_step(rate_name: str, state_shape: tuple[int, ...]) -> jax.Array | None:
+    def per_step(rate_name: str, state_shape: Callable[[], tuple[int, ...]]) -> jax.Array | None:
         rate = getattr(params, rate_name)
         if not rate:
             return None
-        draw = jax.random.bernoulli(keys[rate_name], rate, (num_steps, *state_shape))
+        draw = jax.random.bernoulli(keys[rate_name], rate, (num_steps, *state_shape()))
         return draw.astype(dtype)
 
+    # Shapes are read only for the rates in use: a cell wrapped for input and output
+    # dropout only (an attention decoder, say) need not have an h in its carry.
     output_shape = (*batch_shape, *params.input_shape[:-1], params.output_size)
     return Masks(
-        input=variational("input_dropout", xs.shape[1:]),
-        output=variational("output_dropout", output_shape),
-        recurrent=variational("recurrent_dropout", _hidden(carry).shape),
-        keep_h=per_step("zoneout_h", _hidden(carry).shape),
-        keep_c=per_step("zoneout_c", carry.c.shape if params.zoneout_c else ()),
+        input=variational("input_dropout", lambda: xs.shape[1:]),
+        output=variational("output_dropout", lambda: output_shape),
+        recurrent=variational("recurrent_dropout", lambda: _hidden(carry).shape),
+        keep_h=per_step("zoneout_h", lambda: _hidden(carry).shape),
+        keep_c=per_step("zoneout_c", lambda: carry.c.shape),
     )
 
 

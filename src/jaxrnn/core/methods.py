@@ -228,9 +228,9 @@ class Auto(Method):
 
 #: The strings ``unroll(..., method=...)`` takes, each the alias of a method's default.
 METHOD_NAMES = (
-    "auto",
     "sequential",
     "fused",
+    "auto",
     "parallel",
     "deer",
     "quasi_deer",
@@ -285,7 +285,7 @@ def as_method(method: Any, *, unroll: Any = 1, remat: Any = False) -> Method:
 
         return parallel.PRESETS[method]
     options = ", ".join(repr(name) for name in METHOD_NAMES)
-    fail("unroll", "method", f"be a Method or one of {options}", repr(method))
+    fail("unroll", "method", f"be one of {options} or a Method object", repr(method))
 
 
 def _expand_to(mask: jax.Array, leaf: jax.Array) -> jax.Array:
