@@ -151,7 +151,7 @@ def test_init_carry_structure_and_dtype(cell):
         assert not jnp.any(leaf)
 
 
-def test_unroll_zero_carry_dtype_follows_params_and_xs(any_cell):
+def test_unroll_initial_carry_dtype_follows_params_and_xs(any_cell):
     params = random_params(any_cell, jax.random.key(4))
     xs = jnp.ones((2, 1, INPUT_SIZE), jnp.bfloat16)
     carry, ys = jaxrnn.unroll(params, None, xs)

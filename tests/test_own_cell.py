@@ -36,7 +36,7 @@ class IndRNNParams(jaxrnn.Cell):
     def output_size(self) -> int:
         return self.u.shape[0]
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jnp.zeros((*batch_shape, self.output_size), dtype)
 
     def input_projection(self, x: jax.Array) -> jax.Array:

@@ -165,7 +165,7 @@ class ComplexCell(Cell):
     input_shape = property(lambda self: (self.w.shape[0],))
     output_size = property(lambda self: self.w.shape[1])
 
-    def zero_carry(self, batch_shape, dtype):
+    def initial_carry(self, batch_shape, dtype):
         return jnp.zeros((*batch_shape, self.w.shape[1]), dtype)
 
     def input_projection(self, x):

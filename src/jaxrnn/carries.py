@@ -27,14 +27,14 @@ __all__ = ["CarryOutputs", "LearnedInit", "learned_init", "with_carry_outputs"]
 class LearnedInit(WrappedCell):
     """A cell whose initial carry is a parameter; see [`learned_init`][jaxrnn.carries.learned_init].
 
-    ``zero_carry`` (hence [`init_carry`][jaxrnn.init_carry] and ``unroll(params, None, xs)``)
+    ``initial_carry`` (hence [`init_carry`][jaxrnn.init_carry] and ``unroll(params, None, xs)``)
     gives ``carry0`` broadcast to the batch shape instead of zeros.
     """
 
     cell: Any  # params of the wrapped cell
     carry0: Any  # the cell's carry for one sequence: init_carry(cell, ())'s structure
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
         return jax.tree.map(
             lambda c: jnp.broadcast_to(c.astype(dtype), (*batch_shape, *c.shape)), self.carry0
         )
@@ -76,7 +76,7 @@ def learned_init(params: Any, carry0: Any = None) -> Any:
       >>> bool(jnp.any(jax.grad(loss)(params).carry0.h != 0))
       True
     """
-    if not hasattr(params, "zero_carry"):
+    if not hasattr(params, "initial_carry"):
         fail("learned_init", "params", "be jaxrnn params", type(params).__name__, TypeError)
     expected = init_carry(params, ())
     if carry0 is None:
@@ -190,7 +190,7 @@ def with_carry_outputs(params: Any) -> CarryOutputs:
       >>> len(carries), carries[1].backward.c.shape
       (2, (5, 2, 4))
     """
-    if not hasattr(params, "zero_carry"):
+    if not hasattr(params, "initial_carry"):
         fail("with_carry_outputs", "params", "be jaxrnn params", type(params).__name__, TypeError)
     if _contains_carry_outputs(params):
         fail(

@@ -129,7 +129,7 @@ def _param_children(params: Any) -> dict[str, Any]:
 def _holds_params(x: Any) -> bool:
     if type(x) in (tuple, list):
         return any(map(_holds_params, x))
-    return hasattr(x, "zero_carry")
+    return hasattr(x, "initial_carry")
 
 
 def _map_cells(fn: Any, params: Any) -> Any:
@@ -174,7 +174,7 @@ def mixed_precision(params: Any, compute_dtype: Any = jnp.bfloat16) -> Any:
       >>> ys.dtype, carry[-1].c.dtype  # bfloat16 compute, float32 cell state
       (dtype(bfloat16), dtype('float32'))
     """
-    if not hasattr(params, "zero_carry"):
+    if not hasattr(params, "initial_carry"):
         fail("mixed_precision", "params", "be jaxrnn params", type(params).__name__, TypeError)
     dtype = _check_floating_dtype("mixed_precision", compute_dtype)
     return _map_cells(lambda cell: _wrap(cell, dtype), params)
@@ -184,7 +184,7 @@ def _wrap(cell: Any, dtype: jnp.dtype) -> MixedPrecision:
     wrapped = MixedPrecision(full_precision(cell), dtype)
     # Trace one step abstractly (no compute) so that a cell whose equations cannot run in
     # ``dtype`` (e.g. the LRU's complex recurrence needs float32) fails here, clearly.
-    carry = jax.eval_shape(lambda: wrapped.zero_carry((), jnp.float32))
+    carry = jax.eval_shape(lambda: wrapped.initial_carry((), jnp.float32))
     x = jax.ShapeDtypeStruct(wrapped.input_shape, jnp.float32)
     try:
         jax.eval_shape(wrapped.step, carry, x)

@@ -169,7 +169,7 @@ def draw_masks(params: Regularized, xs: jax.Array, key: jax.Array) -> Masks:
     """
     num_steps, dtype = xs.shape[0], xs.dtype
     batch_shape = xs.shape[1 : xs.ndim - len(params.input_shape)]
-    carry = jax.eval_shape(lambda: params.zero_carry(batch_shape, dtype))
+    carry = jax.eval_shape(lambda: params.initial_carry(batch_shape, dtype))
     keys = dict(zip(RATES, jax.random.split(key, len(RATES)), strict=True))
 
     def variational(rate_name: str, shape: Callable[[], tuple[int, ...]]) -> jax.Array | None:
@@ -196,7 +196,7 @@ def draw_masks(params: Regularized, xs: jax.Array, key: jax.Array) -> Masks:
 
 
 def _check_cell(cell: Any, rates: dict[str, float]) -> None:
-    if not hasattr(cell, "zero_carry"):
+    if not hasattr(cell, "initial_carry"):
         fail("regularize", "params", "be jaxrnn params", type(cell).__name__, TypeError)
     if isinstance(cell, Regularized):
         fail("regularize", "params", "not be regularized already", "Regularized")
@@ -211,7 +211,7 @@ def _check_cell(cell: Any, rates: dict[str, float]) -> None:
             "dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell, ...)))",
             type(cell).__name__,
         )
-    carry = jax.eval_shape(lambda: cell.zero_carry((), jnp.float32))
+    carry = jax.eval_shape(lambda: cell.initial_carry((), jnp.float32))
     has_h = hasattr(carry, "h") or isinstance(carry, jax.ShapeDtypeStruct)
     if (rates["recurrent_dropout"] or rates["zoneout_h"]) and not has_h:
         fail(
@@ -304,6 +304,6 @@ def regularize(
             zoneout_c=float(zoneout_c),
         )
 
-    if not hasattr(params, "zero_carry"):
+    if not hasattr(params, "initial_carry"):
         fail("regularize", "params", "be jaxrnn params", type(params).__name__, TypeError)
     return map_cells(wrap, params)

@@ -97,12 +97,12 @@ class AttentionCell(WrappedCell):
             return self.cell.output_size + self.attention.memory_size
         return self.combine.output_size
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> AttentionState:
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> AttentionState:
         # Checked here too, so that unroll and cell_step report it before tracing the step.
         _check_batch(self.memory, tuple(batch_shape))
         fed = self.combine is not None and self.input_feeding
         attentional = jnp.zeros((*batch_shape, self.output_size), dtype) if fed else None
-        return AttentionState(self.cell.zero_carry(batch_shape, dtype), attentional)
+        return AttentionState(self.cell.initial_carry(batch_shape, dtype), attentional)
 
     def input_projection(self, x: jax.Array) -> Any:
         # Nothing can be hoisted out of time: the inner cell's input includes the context

@@ -13,6 +13,7 @@ Cells know nothing about time, masking or unrolling.
 from __future__ import annotations
 
 import abc
+import warnings
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
@@ -50,7 +51,7 @@ class Cell(abc.ABC):
       ...     def input_shape(self): return self.w.shape[:1]
       ...     @property
       ...     def output_size(self): return self.u.shape[0]
-      ...     def zero_carry(self, batch_shape, dtype):
+      ...     def initial_carry(self, batch_shape, dtype):
       ...         return jnp.zeros((*batch_shape, self.output_size), dtype)
       ...     def input_projection(self, x): return x @ self.w + self.b
       ...     def recurrence(self, h, projected):
@@ -73,8 +74,18 @@ class Cell(abc.ABC):
         """Features of one output ``y``."""
 
     @abc.abstractmethod
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
+        """The state a run starts from for inputs with leading ``batch_shape``, in
+        ``dtype``: zeros for the built-in cells, a learned state for ``learned_init``."""
+
     def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
-        """The zero state for inputs with leading ``batch_shape``, in ``dtype``."""
+        """The name of ``initial_carry`` before 0.2.0 (it is not always zeros)."""
+        warnings.warn(
+            "Cell.zero_carry was renamed initial_carry in jaxrnn 0.2.0; the old name goes in 0.3.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.initial_carry(batch_shape, dtype)
 
     def input_projection(self, x: Any) -> Any:
         """The part of a step that needs no state (``x W_x + b_x``)."""
@@ -94,7 +105,7 @@ class VectorCell(Cell):
 
     The params hold ``w_x`` of shape ``(input_size, gates * hidden_size)`` and ``w_h`` of
     shape ``(hidden_size, gates * hidden_size)``; sizes are read off them. A subclass with a
-    richer carry (e.g. an LSTM's ``(h, c)``) overrides ``zero_carry``.
+    richer carry (e.g. an LSTM's ``(h, c)``) overrides ``initial_carry``.
     """
 
     if TYPE_CHECKING:  # fields of the subclasses' dataclasses, not fields of this class
@@ -113,7 +124,7 @@ class VectorCell(Cell):
     def output_size(self) -> int:
         return self.hidden_size
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
         return jnp.zeros((*batch_shape, self.hidden_size), dtype)
 
 
@@ -157,8 +168,8 @@ class WrappedCell(Cell):
     def output_size(self) -> int:
         return self.cell.output_size
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
-        return self.cell.zero_carry(batch_shape, dtype)
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> Any:
+        return self.cell.initial_carry(batch_shape, dtype)
 
 
 def affine(x: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:

@@ -93,7 +93,7 @@ class ConvLSTMParams(Cell):
     def output_size(self) -> int:
         return self.hidden_size
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> LSTMState:
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> LSTMState:
         zeros = jnp.zeros((*batch_shape, *self.spatial_shape, self.hidden_size), dtype)
         return LSTMState(h=zeros, c=zeros)
 

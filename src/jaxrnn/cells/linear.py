@@ -71,7 +71,7 @@ class LogSpaceCell(LinearCell):
     def output_size(self) -> int:
         return self.hidden_size
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jnp.zeros((*batch_shape, self.hidden_size), dtype)
 
     def input_projection(self, x: jax.Array) -> jax.Array:

@@ -67,7 +67,7 @@ class LRUParams(LinearCell):
         """The complex diagonal ``λ``, shape ``(hidden_size,)``."""
         return jnp.exp(jax.lax.complex(-jnp.exp(self.nu_log), jnp.exp(self.theta_log)))
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> LRUState:
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> LRUState:
         zeros = jnp.zeros((*batch_shape, self.hidden_size), dtype)
         return LRUState(re=zeros, im=zeros)
 

@@ -62,7 +62,7 @@ class LSTMParams(Cell):
     def output_size(self) -> int:
         return self.hidden_size if self.w_proj is None else self.w_proj.shape[1]
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> LSTMState:
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> LSTMState:
         return LSTMState(
             h=jnp.zeros((*batch_shape, self.output_size), dtype),
             c=jnp.zeros((*batch_shape, self.hidden_size), dtype),

@@ -61,7 +61,7 @@ class LayerNormLSTMParams(VectorCell):
     bias_c: jax.Array | None  # shape=(hidden_size,): β_c, or None without bias
     epsilon: float = static_field(1e-5)
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> LSTMState:
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> LSTMState:
         zeros = jnp.zeros((*batch_shape, self.hidden_size), dtype)
         return LSTMState(h=zeros, c=zeros)
 

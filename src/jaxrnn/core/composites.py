@@ -1,7 +1,7 @@
 """Composites: a stack of layers and a bidirectional pair. Both are params too.
 
 A composite has the same structural interface as a cell (``input_shape``, ``output_size``,
-``zero_carry``), so composites nest: a stack of bidirectional layers, or a bidirectional
+``initial_carry``), so composites nest: a stack of bidirectional layers, or a bidirectional
 pair of stacks. How they run over time lives in ``jaxrnn.core.unrolling``.
 """
 
@@ -26,7 +26,7 @@ class Composite:
     [`Bidirectional`][jaxrnn.Bidirectional] are taken apart by ``unroll`` directly).
 
     A subclass (a ``params_class``) defines ``input_shape``, ``output_size``,
-    ``zero_carry`` and ``unroll_parts(carry, xs, run) -> (carry, ys)``, which runs each
+    ``initial_carry`` and ``unroll_parts(carry, xs, run) -> (carry, ys)``, which runs each
     part with ``run.method.unroll_params(part, part_carry, part_xs, run)`` (a ``run`` whose
     ``key`` or ``reverse`` it may change with ``run._replace``), so that every method and
     every nesting keep working.
@@ -63,10 +63,10 @@ class Bidirectional:
         size = self.forward.output_size
         return 2 * size if self.merge == "concat" else size
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> BidirectionalState:
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> BidirectionalState:
         return BidirectionalState(
-            self.forward.zero_carry(batch_shape, dtype),
-            self.backward.zero_carry(batch_shape, dtype),
+            self.forward.initial_carry(batch_shape, dtype),
+            self.backward.initial_carry(batch_shape, dtype),
         )
 
     def merge_outputs(self, ys_forward: jax.Array, ys_backward: jax.Array) -> jax.Array:
@@ -95,8 +95,8 @@ class Stack:
     def output_size(self) -> int:
         return self.layers[-1].output_size
 
-    def zero_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> tuple[Any, ...]:
-        return tuple(layer.zero_carry(batch_shape, dtype) for layer in self.layers)
+    def initial_carry(self, batch_shape: tuple[int, ...], dtype: Any) -> tuple[Any, ...]:
+        return tuple(layer.initial_carry(batch_shape, dtype) for layer in self.layers)
 
 
 def bidirectional(forward: Any, backward: Any, *, merge: str = "concat") -> Bidirectional:

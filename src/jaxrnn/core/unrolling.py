@@ -44,7 +44,7 @@ def param_dtype(params: Any) -> Any:
 
 
 def check_params(where: str, params: Any) -> None:
-    if not hasattr(params, "zero_carry"):
+    if not hasattr(params, "initial_carry"):
         fail(
             where,
             "params",
@@ -80,7 +80,7 @@ def init_carry(params: Any, batch_shape: tuple[int, ...] = ()) -> Any:
         batch_shape = tuple(int(d) for d in batch_shape)
     except TypeError:
         fail("init_carry", "batch_shape", "be a tuple of ints", repr(batch_shape), TypeError)
-    return params.zero_carry(batch_shape, param_dtype(params))
+    return params.initial_carry(batch_shape, param_dtype(params))
 
 
 def check_carry(where: str, params: Any, carry: Any, batch_shape: tuple[int, ...]) -> None:
@@ -146,7 +146,7 @@ def cell_step(params: Any, carry: Any, x: ArrayLike) -> tuple[Any, jax.Array]:
     batch_shape = check_features("cell_step", "x", x, params.input_shape, ())
     if carry is None:
         dtype = jnp.result_type(param_dtype(params), x.dtype)
-        carry = params.zero_carry(batch_shape, dtype)
+        carry = params.initial_carry(batch_shape, dtype)
     else:
         check_carry("cell_step", params, carry, batch_shape)
     return step(params, carry, x)
@@ -292,7 +292,7 @@ def unroll(
         xs = jnp.moveaxis(xs, len(batch_shape), 0)
     num_steps = xs.shape[0]
     if carry is None:
-        carry = params.zero_carry(batch_shape, jnp.result_type(param_dtype(params), xs.dtype))
+        carry = params.initial_carry(batch_shape, jnp.result_type(param_dtype(params), xs.dtype))
     else:
         check_carry("unroll", params, carry, batch_shape)
     if key is not None:

@@ -346,7 +346,7 @@ class RNN(nnx.Module):
     """
 
     def __init__(self, params: Any):
-        if not hasattr(params, "zero_carry"):
+        if not hasattr(params, "initial_carry"):
             fail("RNN", "params", "be jaxrnn params", type(params).__name__, TypeError)
         self.params = nnx.data(jax.tree.map(nnx.Param, params))
 

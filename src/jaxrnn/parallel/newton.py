@@ -461,7 +461,7 @@ _deer_solve.defvjp(_deer_solve_fwd, _deer_solve_bwd)
 
 def _unravel_for(cell: Any, s0: jax.Array) -> Callable:
     """The inverse of ``ravel_pytree`` for one sequence's carry."""
-    template = cell.zero_carry((), s0.dtype)
+    template = cell.initial_carry((), s0.dtype)
     return ravel_pytree(template)[1]
 
 
@@ -660,7 +660,7 @@ def deer_unroll(
     batch_shape = check_features("deer_unroll", "xs", xs, params.input_shape, ("time",))
     num_steps = xs.shape[0]
     if carry is None:
-        carry = params.zero_carry(batch_shape, jnp.result_type(param_dtype(params), xs.dtype))
+        carry = params.initial_carry(batch_shape, jnp.result_type(param_dtype(params), xs.dtype))
     else:
         check_carry("deer_unroll", params, carry, batch_shape)
     valid = None

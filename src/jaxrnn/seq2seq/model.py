@@ -114,9 +114,9 @@ def _merge_directions(layer: Any, carry: Any, bridge: str) -> Any:
 def _init_linear_bridge(key: jax.Array, encoder_layer: Any, decoder_layer: Any, dtype: Any):
     """One readout per part of the decoder layer's carry (e.g. ``LSTMState(h=..., c=...)``)
     from the matching part of the encoder layer's carry, directions concatenated."""
-    zero = encoder_layer.zero_carry((), dtype)
+    zero = encoder_layer.initial_carry((), dtype)
     merged = jax.eval_shape(lambda: _merge_directions(encoder_layer, zero, "concat"))
-    target = jax.eval_shape(lambda: decoder_layer.zero_carry((), dtype))
+    target = jax.eval_shape(lambda: decoder_layer.initial_carry((), dtype))
     merged_leaves, structure = jax.tree.flatten(merged)
     target_leaves = jax.tree.leaves(target)  # same cell, so the same structure
     keys = jax.random.split(key, len(merged_leaves))
