@@ -8,6 +8,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxrnn
@@ -226,7 +227,7 @@ STATIC_CASES = [
     (
         "size-zero",
         lambda: jaxrnn.init_params(KEY, "gru", 0, 4),
-        TypeError,
+        ValueError,  # a wrong value; a wrong type is a TypeError (issue 13)
         r"^init_params: input_size must be a positive int; got 0$",
     ),
     (
@@ -364,3 +365,83 @@ def test_errors_are_raised_while_tracing_not_running():
     for _, function, args, error, match in TRACED_CASES:
         with pytest.raises(error, match=re.compile(match, re.MULTILINE)):
             jax.eval_shape(function, *args)
+
+
+#: Inputs that were accepted silently or ended in a raw NumPy/JAX error (issue 13).
+SILENT_BEFORE = [
+    (
+        "bias-string",
+        dict(bias="False"),
+        TypeError,
+        r"^init_params: bias must be a bool; got 'False'$",
+    ),
+    ("bias-int", dict(bias=1), TypeError, r"^init_params: bias must be a bool; got 1$"),
+    (
+        "proj-size-negative",
+        dict(proj_size=-1),
+        ValueError,
+        r"^init_params: proj_size must be in \[0, hidden_size=4\) .*; got -1$",
+    ),
+    (
+        "proj-size-not-smaller",
+        dict(proj_size=4),
+        ValueError,
+        r"^init_params: proj_size must be in \[0, hidden_size=4\) .*; got 4$",
+    ),
+    ("dtype-int", dict(dtype=jnp.int32), TypeError, r"^init_params: dtype must be a floating"),
+    (
+        "dropout-above-one",
+        dict(num_layers=2, dropout=1.5),
+        ValueError,
+        r"^init_params: dropout must be a number in \[0, 1\); got 1.5$",
+    ),
+    ("negative-size", dict(hidden_size=-4), ValueError, r"^init_params: hidden_size must be a"),
+]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [case[1:] for case in SILENT_BEFORE],
+    ids=[case[0] for case in SILENT_BEFORE],
+)
+def test_init_params_answers_every_bad_option(options, error, match):
+    options = {"hidden_size": 4, **options}
+    hidden_size = options.pop("hidden_size")
+    with pytest.raises(error, match=match):
+        jaxrnn.init_params(KEY, "lstm", 3, hidden_size, **options)
+
+
+def test_numpy_integers_are_sizes():
+    params = jaxrnn.init_params(KEY, "lstm", np.int64(3), np.int32(4), num_layers=np.int64(2))
+    assert params.layers[0].w_h.shape == (4, 16)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: jaxrnn.init_params(0, "gru", 3, 4),
+            TypeError,
+            r"^init_params: key must be a single PRNG key \(jax.random.key\(seed\)\); got int$",
+        ),
+        (
+            lambda: jaxrnn.init_carry(GRU, (-1,)),
+            ValueError,
+            r"^init_carry: batch_shape must be a tuple of ints >= 0; got \(-1,\)$",
+        ),
+        (
+            lambda: jaxrnn.dropout(KEY, jnp.ones(3), -0.5),
+            ValueError,
+            r"^dropout: rate must be a number in \[0, 1\); got -0.5$",
+        ),
+        (
+            lambda: jaxrnn.dropout(KEY, jnp.ones(3), 2.0),
+            ValueError,
+            r"^dropout: rate must be a number in \[0, 1\); got 2.0$",
+        ),
+    ],
+    ids=["int-key", "negative-batch", "dropout-negative", "dropout-above-one"],
+)
+def test_more_bad_inputs_are_answered(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

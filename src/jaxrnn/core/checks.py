@@ -141,12 +141,14 @@ def check_rate(where: str, argument: str, rate: Any) -> float:
     return float(rate)
 
 
-def check_key(where: str, key: Any) -> None:
+def check_key(where: str, key: Any, *, optional: bool = True) -> None:
+    """One PRNG key: a typed key of shape ``()`` or a raw ``uint32[2]`` one. ``optional``
+    only changes the message (whether ``None`` is also accepted by the caller)."""
     is_typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     is_raw = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
     if not (is_typed and key.shape == ()) and not is_raw:
-        got = _describe_key(key)
-        fail(where, "key", "be a single PRNG key (jax.random.key(seed)) or None", got, TypeError)
+        expected = "be a single PRNG key (jax.random.key(seed))" + (" or None" if optional else "")
+        fail(where, "key", expected, _describe_key(key), TypeError)
 
 
 def _describe_key(key: Any) -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
+
+from jaxrnn.core.checks import check_rate
 
 
 def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:
@@ -27,6 +31,8 @@ def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:
       >>> bool(jnp.all((y == 0) | (y == 2)))
       True
     """
+    if isinstance(rate, numbers.Real):  # a traced rate cannot be checked here
+        rate = check_rate("dropout", "rate", rate)
     if rate == 0.0:
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from jaxrnn.cells import CELL_INITS
-from jaxrnn.core.checks import fail
+from jaxrnn.core.checks import check_bool, check_key, check_rate, fail
 from jaxrnn.core.composites import bidirectional as make_bidirectional
 from jaxrnn.core.composites import stack
 
@@ -21,9 +24,38 @@ def _cell_options(cell: str) -> tuple[str, ...]:
 
 
 def _check_size(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """A positive int (NumPy integers too): ``TypeError`` for a non-integer, ``ValueError``
+    for one below 1."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
         fail("init_params", name, "be a positive int", repr(value), TypeError)
-    return value
+    if value < 1:
+        fail("init_params", name, "be a positive int", repr(value))
+    return int(value)
+
+
+def _check_cell_options(cell: str, options: dict[str, Any], hidden_size: int) -> None:
+    """Options whose wrong values the cells would take silently (or fail on deep inside)."""
+    if "bias" in options:
+        check_bool("init_params", "bias", options["bias"])
+    if "dtype" in options:
+        try:
+            dtype = jnp.dtype(options["dtype"])
+        except TypeError:
+            fail("init_params", "dtype", "be a floating dtype", repr(options["dtype"]), TypeError)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            fail("init_params", "dtype", "be a floating dtype", str(dtype), TypeError)
+    if cell == "lstm" and "proj_size" in options:
+        proj_size = options["proj_size"]
+        if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
+            fail("init_params", "proj_size", "be an int", repr(proj_size), TypeError)
+        if not 0 <= proj_size < hidden_size:
+            fail(
+                "init_params",
+                "proj_size",
+                f"be in [0, hidden_size={hidden_size}) (0: no projection, as PyTorch)",
+                repr(proj_size),
+            )
+        options["proj_size"] = int(proj_size)
 
 
 def init_params(
@@ -129,9 +161,12 @@ def init_params(
             ", ".join(unknown),
             TypeError,
         )
-    _check_size("input_size", input_size)
-    _check_size("hidden_size", hidden_size)
-    _check_size("num_layers", num_layers)
+    check_key("init_params", key, optional=False)
+    input_size = _check_size("input_size", input_size)
+    hidden_size = _check_size("hidden_size", hidden_size)
+    num_layers = _check_size("num_layers", num_layers)
+    _check_cell_options(cell, cell_options, hidden_size)
+    dropout = check_rate("init_params", "dropout", dropout)
     if num_layers == 1 and dropout:
         fail(
             "init_params",

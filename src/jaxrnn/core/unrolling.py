@@ -80,6 +80,8 @@ def init_carry(params: Any, batch_shape: tuple[int, ...] = ()) -> Any:
         batch_shape = tuple(int(d) for d in batch_shape)
     except TypeError:
         fail("init_carry", "batch_shape", "be a tuple of ints", repr(batch_shape), TypeError)
+    if any(d < 0 for d in batch_shape):
+        fail("init_carry", "batch_shape", "be a tuple of ints >= 0", repr(batch_shape))
     return params.initial_carry(batch_shape, param_dtype(params))
 
 
