@@ -48,7 +48,7 @@ def _check_cell_options(cell: str, options: dict[str, Any], hidden_size: int) ->
         proj_size = options["proj_size"]
         if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
             fail("init_params", "proj_size", "be an int", repr(proj_size), TypeError)
-        if not 0 <= proj_size < hidden_size:
+        if not 0 <= int(proj_size) < hidden_size:
             fail(
                 "init_params",
                 "proj_size",
