@@ -209,3 +209,26 @@ def test_linen_rnn_matches_unroll_and_differentiates():
     grads = jax.grad(lambda v: jnp.sum(layer.apply(v, None, xs)[1] ** 2))(variables)
     assert type(grads["params"]["rnn"]) is jaxrnn.Bidirectional
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+def test_flax_wrappers_pass_the_method_options_through():
+    """``RNN`` and ``LinenRNN`` take ``unroll``'s ``method``, ``unroll`` and ``remat``."""
+    from jaxrnn.interop.flax import RNN, LinenRNN
+    from jaxrnn.methods import MethodError, Sequential
+
+    params = jaxrnn.init_params(jax.random.key(0), "gru", 3, 4)
+    xs = jnp.ones((5, 2, 3))
+    expected = jaxrnn.unroll(params, None, xs)[1]
+    module = RNN(params)
+    got = module(None, xs, method=Sequential(unroll=2, remat=True))[1]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(module(None, xs, unroll=5, remat=True)[1], expected, rtol=1e-6)
+    with pytest.raises(MethodError, match="for method='parallel'"):
+        module(None, xs, method="parallel")
+    layer = LinenRNN("gru", hidden_size=4)
+    variables = layer.init(jax.random.key(1), None, xs)
+    with pytest.raises(MethodError, match="for method='parallel'"):
+        LinenRNN("gru", hidden_size=4, unroll_method="parallel").apply(variables, None, xs)
+    plain = layer.apply(variables, None, xs)[1]
+    tuned = LinenRNN("gru", hidden_size=4, unroll=2, remat=True).apply(variables, None, xs)[1]
+    np.testing.assert_allclose(tuned, plain, rtol=1e-6)

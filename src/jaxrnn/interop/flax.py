@@ -365,6 +365,7 @@ class RNN(nnx.Module):
         key: jax.Array | None = None,
         unroll: int | bool = 1,
         remat: bool = False,
+        method: Any = "auto",
         time_major: bool = True,
     ) -> tuple[Any, jax.Array]:
         """``unroll(self.jaxrnn_params, carry, xs, ...)``; see [`unroll`][jaxrnn.unroll]."""
@@ -377,6 +378,7 @@ class RNN(nnx.Module):
             key=key,
             unroll=unroll,
             remat=remat,
+            method=method,
             time_major=time_major,
         )
 
@@ -394,6 +396,8 @@ class LinenRNN(linen.Module):
       hidden_size: state size of each layer (and direction).
       num_layers, bidirectional, dropout: as in [`init_params`][jaxrnn.init_params].
       cell_options: the cell's options as a dict, e.g. ``{"proj_size": 4}``.
+      unroll_method, unroll, remat: ``unroll``'s ``method``, ``unroll`` and ``remat``
+        (``apply``'s own ``method`` argument names the module method to run).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -413,6 +417,9 @@ class LinenRNN(linen.Module):
     bidirectional: bool = False
     dropout: float = 0.0
     cell_options: Mapping[str, Any] = FrozenDict()
+    unroll_method: Any = "auto"  # unroll's method (linen's apply owns the name `method`)
+    unroll: int | bool = 1
+    remat: bool = False
 
     @linen.compact
     def __call__(
@@ -441,5 +448,14 @@ class LinenRNN(linen.Module):
 
         params = self.param("rnn", make)
         return _unroll(
-            params, carry, xs, lengths=lengths, reverse=reverse, key=key, time_major=time_major
+            params,
+            carry,
+            xs,
+            lengths=lengths,
+            reverse=reverse,
+            key=key,
+            unroll=self.unroll,
+            remat=self.remat,
+            method=self.unroll_method,
+            time_major=time_major,
         )
