@@ -99,7 +99,9 @@ def test_error_catalogue_checks_every_entry():
     for _, code, line in blocks:
         assert "Traceback (most recent call last):" in code, f"errors.md:{line}"
         message = code.rstrip().splitlines()[-1]
-        assert re.match(r"^(ValueError|TypeError): \w+: .+ must .+; got .+$", message), (
+        # MethodError is the ValueError of methods that cannot run the params.
+        errors = r"ValueError|TypeError|jaxrnn\.core\.methods\.MethodError"
+        assert re.match(rf"^({errors}): \w+: .+ must .+; got .+$", message), (
             f"errors.md:{line}: {message!r} is not in the library's message format"
         )
 

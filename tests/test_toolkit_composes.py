@@ -170,3 +170,30 @@ def test_train_step_gives_the_loss_a_key_and_the_step():
     ]
     np.testing.assert_array_equal(keys, expected)
     assert len(seen) == 1
+
+
+def test_seq2seq_takes_batch_major_data():
+    params = seq2seq.init_seq2seq(KEY, 7, 5, embed_size=4, hidden_size=8)
+    source = jax.random.randint(jax.random.key(1), (6, 3), 0, 7)  # (time, batch)
+    targets = jax.random.randint(jax.random.key(2), (4, 3), 0, 5)
+    lengths, target_lengths = jnp.array([6, 2, 4]), jnp.array([4, 3, 1])
+    logits = seq2seq.seq2seq_logits(params, source, lengths, targets, start_token=0)
+    batch_major = seq2seq.seq2seq_logits(
+        params, source.T, lengths, targets.T, start_token=0, time_major=False
+    )
+    np.testing.assert_allclose(batch_major, jnp.moveaxis(logits, 0, 1), rtol=1e-5)
+    loss = seq2seq.seq2seq_loss(params, source, lengths, targets, target_lengths, start_token=0)
+    np.testing.assert_allclose(
+        seq2seq.seq2seq_loss(
+            params, source.T, lengths, targets.T, target_lengths, start_token=0, time_major=False
+        ),
+        loss,
+        rtol=1e-6,
+    )
+    options = dict(max_length=5, start_token=0, end_token=1)
+    tokens, decoded = seq2seq.greedy_decode(params, source, lengths, **options)
+    tokens_bm, decoded_bm = seq2seq.greedy_decode(
+        params, source.T, lengths, time_major=False, **options
+    )
+    np.testing.assert_array_equal(tokens_bm, tokens.T)
+    np.testing.assert_array_equal(decoded_bm, decoded)

@@ -177,9 +177,9 @@ def rollout(
     through the choice. Works on any cell or stack of unidirectional layers with any
     readout and embedding, and on an attention decoder bound to its memory.
 
+    Every argument is ``generate``'s, plus:
+
     Args:
-      params, carry, first_input, num_steps, readout, choose, embed, key, temperature,
-        end_token, pad_token, time_major: as in ``generate``.
       where: the function name errors report.
 
     Returns:

@@ -46,10 +46,7 @@ from jaxrnn.parallel.newton import (
 
 __all__ = [
     "DEER",
-    "DEFAULT_STRATEGY",
-    "DEFAULT_TRUST_REGION",
     "PRESETS",
-    "STRATEGIES",
     "DEERConfig",
     "DEERInfo",
     "DEERNotConvergedError",

@@ -23,7 +23,9 @@ from jaxrnn.seq2seq.model import (
     check_tokens,
     embed_target,
     encode,
+    source_batch_shape,
     start_decoding,
+    time_first,
 )
 
 __all__ = [
@@ -46,10 +48,12 @@ def _decode(
     choose,
     key,
     temperature,
+    time_major,
 ) -> tuple[jax.Array, jax.Array]:
     check_model(where, params)
+    source = time_first(where, "source", source, time_major)
     decoder, carry = start_decoding(params, source, source_lengths)
-    batch_shape = jnp.shape(source)[1:]
+    batch_shape = source_batch_shape(source)
     first_input = embed_target(params, jnp.full(batch_shape, start_token))
     _, tokens = generate(
         decoder,
@@ -64,7 +68,8 @@ def _decode(
         end_token=end_token,
         pad_token=pad_token,
     )
-    return tokens, decoded_lengths(tokens, end_token)
+    lengths = decoded_lengths(tokens, end_token)
+    return (tokens if time_major else jnp.moveaxis(tokens, 0, -1)), lengths
 
 
 def greedy_decode(
@@ -76,6 +81,7 @@ def greedy_decode(
     start_token: int,
     end_token: int,
     pad_token: int = 0,
+    time_major: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """Decode by taking the most likely token at every step, fed back as the next input.
 
@@ -96,6 +102,9 @@ def greedy_decode(
       start_token: first decoder input.
       end_token: token that ends a sequence.
       pad_token: emitted after the end.
+
+      time_major: ``False`` for a batch-major ``source`` (``(*batch, time)``); the
+        tokens then come back ``(*batch, max_length)``.
 
     Returns:
       ``(tokens, lengths)``: ``(max_length, *batch)`` tokens and the ``batch``-shaped
@@ -123,6 +132,7 @@ def greedy_decode(
         choose="argmax",
         key=None,
         temperature=1.0,
+        time_major=time_major,
     )
 
 
@@ -137,6 +147,7 @@ def sample_decode(
     end_token: int,
     pad_token: int = 0,
     temperature: float = 1.0,
+    time_major: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """Decode by sampling each token from ``softmax(z_t / temperature)``.
 
@@ -157,6 +168,9 @@ def sample_decode(
       pad_token: emitted after the end.
       key: PRNG key (split once per step).
       temperature: ``tau > 0``.
+
+      time_major: ``False`` for a batch-major ``source`` (``(*batch, time)``); the
+        tokens then come back ``(*batch, max_length)``.
 
     Returns:
       ``(tokens, lengths)`` as in [`greedy_decode`][jaxrnn.seq2seq.greedy_decode].
@@ -184,6 +198,7 @@ def sample_decode(
         choose="sample",
         key=key,
         temperature=temperature,
+        time_major=time_major,
     )
 
 

@@ -17,6 +17,7 @@ from jaxrnn.attention import (
 )
 from jaxrnn.core.checks import (
     check_array,
+    check_bool,
     check_choice,
     check_key,
     check_rate,
@@ -43,7 +44,9 @@ __all__ = [
     "init_seq2seq",
     "layers_of",
     "shift_right",
+    "source_batch_shape",
     "start_decoding",
+    "time_first",
 ]
 
 
@@ -332,6 +335,26 @@ def embed_tokens(tokens: jax.Array, table: jax.Array | None, reader: Any) -> jax
     dtype = jax.tree.leaves(reader)[0].dtype
     size = reader.input_shape[-1]
     return jax.nn.one_hot(tokens, size, dtype=dtype)
+
+
+def source_batch_shape(source: Any) -> tuple[int, ...]:
+    """The batch shape of a time-major source: tokens ``(time, *batch)`` or continuous
+    inputs ``(time, *batch, features)``."""
+    shape = jnp.shape(source)
+    return shape[1:] if jnp.issubdtype(jnp.result_type(source), jnp.integer) else shape[1:-1]
+
+
+def time_first(where: str, name: str, array: Any, time_major: bool) -> Any:
+    """``array`` (tokens ``(..., time)`` or continuous ``(..., time, features)`` when
+    batch-major) with time first."""
+    check_bool(where, "time_major", time_major)
+    if time_major:
+        return array
+    array = check_array(where, name, array)
+    tokens = jnp.issubdtype(array.dtype, jnp.integer)
+    if array.ndim < (1 if tokens else 2):
+        fail(where, name, "have a time axis", shape_text(array.shape))
+    return jnp.moveaxis(array, -1 if tokens else -2, 0)
 
 
 def check_tokens(where: str, name: str, tokens: Any) -> jax.Array:

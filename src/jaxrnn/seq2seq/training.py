@@ -26,6 +26,7 @@ from jaxrnn.seq2seq.model import (
     embed_target,
     shift_right,
     start_decoding,
+    time_first,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ def seq2seq_logits(
     *,
     start_token: int,
     key: jax.Array | None = None,
+    time_major: bool = True,
 ) -> jax.Array:
     """Teacher-forced decoder logits: the decoder reads the true previous target tokens.
 
@@ -68,6 +70,11 @@ def seq2seq_logits(
         key=k_dec)``, each drawing its own masks (``init_seq2seq``'s ``dropout``,
         [`regularize`][jaxrnn.regularization.regularize]d cells). ``None`` (evaluation): no dropout.
 
+      time_major: ``False`` for batch-major ``source`` and ``targets``
+        (``(*batch, time)``, or ``(*batch, time, features)`` for continuous sources),
+        as Flax's seq2seq example and PyTorch's ``batch_first`` hold them; logits come
+        back ``(*batch, time, vocab)``.
+
     Returns:
       Logits ``(target_time, *batch, target_vocab_size)``.
 
@@ -81,6 +88,19 @@ def seq2seq_logits(
       (4, 3, 10)
     """
     check_model("seq2seq_logits", params)
+    if not time_major:
+        source = time_first("seq2seq_logits", "source", source, time_major)
+        targets = time_first("seq2seq_logits", "targets", targets, time_major)
+        logits = seq2seq_logits(
+            params,
+            source,
+            source_lengths,
+            targets,
+            target_lengths,
+            start_token=start_token,
+            key=key,
+        )
+        return jnp.moveaxis(logits, 0, -2)
     encoder_key, decoder_key = _split_key("seq2seq_logits", key)
     decoder, carry = start_decoding(params, source, source_lengths, encoder_key)
     inputs = embed_target(params, shift_right(targets, start_token))
@@ -106,6 +126,7 @@ def seq2seq_loss(
     *,
     start_token: int,
     key: jax.Array | None = None,
+    time_major: bool = True,
 ) -> jax.Array:
     """Mean teacher-forced cross-entropy per valid target token.
 
@@ -123,6 +144,11 @@ def seq2seq_loss(
       start_token: the decoder's first input token.
       key: PRNG key for dropout in training, split between encoder and decoder as in
         [`seq2seq_logits`][jaxrnn.seq2seq.seq2seq_logits]; ``None`` (evaluation): no dropout.
+
+      time_major: ``False`` for batch-major ``source`` and ``targets``
+        (``(*batch, time)``, or ``(*batch, time, features)`` for continuous sources),
+        as Flax's seq2seq example and PyTorch's ``batch_first`` hold them; logits come
+        back ``(*batch, time, vocab)``.
 
     Returns:
       A scalar.
@@ -148,6 +174,8 @@ def seq2seq_loss(
     check_model("seq2seq_loss", params)
     if key is not None:
         check_key("seq2seq_loss", key)
+    source = time_first("seq2seq_loss", "source", source, time_major)
+    targets = time_first("seq2seq_loss", "targets", targets, time_major)
     logits = seq2seq_logits(
         params,
         source,
