@@ -34,15 +34,19 @@ time-flipped sequence.
 """
 
 from jaxrnn.core.methods import Method
-from jaxrnn.parallel.linear import DEFAULT_STRATEGY, STRATEGIES, Parallel, linear_scan
+
+# DEFAULT_STRATEGY, STRATEGIES and DEFAULT_TRUST_REGION stay reachable as before the split.
+from jaxrnn.parallel.linear import DEFAULT_STRATEGY as DEFAULT_STRATEGY
+from jaxrnn.parallel.linear import STRATEGIES as STRATEGIES
+from jaxrnn.parallel.linear import Parallel, linear_scan
 from jaxrnn.parallel.newton import (
     DEER,
-    DEFAULT_TRUST_REGION,
     DEERConfig,
     DEERInfo,
     DEERNotConvergedError,
     deer_unroll,
 )
+from jaxrnn.parallel.newton import DEFAULT_TRUST_REGION as DEFAULT_TRUST_REGION
 
 __all__ = [
     "DEER",
