@@ -57,9 +57,9 @@ def test_string_settings_go_into_the_object():
 
 
 def test_a_configured_method_runs_a_bidirectional_stack():
-    """DEER with its own tolerance on a 2-layer bidirectional GRU with lengths: outputs and
-    gradients equal the sequential run."""
-    params = jaxrnn.init_params(KEY, "gru", 3, 4, num_layers=2, bidirectional=True)
+    """DEER with its own tolerance on a stack holding a bidirectional GRU pair, with
+    lengths: outputs and gradients equal the sequential run."""
+    params = jaxrnn.stack([jaxrnn.init_params(KEY, "gru", 3, 4, bidirectional=True)])
     method = DEER(tol=1e-6, max_iter=60, damping=0.0)
 
     def loss(p, m):

@@ -99,7 +99,8 @@ def _outputs_and_grads(params, carry, xs, lengths):
 def test_check_grads_float64(any_cell, x64, padded_batch, random_state):
     """Reversed runs with lengths (forward runs: the bidirectional test below)."""
     kp, kc, kx = jax.random.split(jax.random.key(0), 3)
-    params = any_cell.init(kp, INPUT_SIZE, 3, dtype=jnp.float64)
+    # hidden_size 4 > the registry's proj_size=3, which PyTorch (and now jaxrnn) require
+    params = any_cell.init(kp, INPUT_SIZE, 4, dtype=jnp.float64)
     lengths = jnp.array([4, 0, 2])
     xs = padded_batch(kx, 4, lengths, INPUT_SIZE, dtype=jnp.float64)
     carry = random_state(params, lengths.shape, kc)
