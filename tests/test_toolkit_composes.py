@@ -197,3 +197,9 @@ def test_seq2seq_takes_batch_major_data():
     )
     np.testing.assert_array_equal(tokens_bm, tokens.T)
     np.testing.assert_array_equal(decoded_bm, decoded)
+    beams = seq2seq.beam_search(params, source, lengths, beam_size=2, **options)
+    beams_bm = seq2seq.beam_search(
+        params, source.T, lengths, beam_size=2, time_major=False, **options
+    )
+    np.testing.assert_array_equal(beams_bm[0], beams[0].T)
+    np.testing.assert_allclose(beams_bm[2], beams[2], rtol=1e-6)

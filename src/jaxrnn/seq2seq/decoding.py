@@ -212,6 +212,7 @@ def beam_search(
     start_token: int,
     end_token: int,
     pad_token: int = 0,
+    time_major: bool = True,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Keep the ``beam_size`` most likely partial outputs at every step; return the best.
 
@@ -230,6 +231,8 @@ def beam_search(
       end_token: token that ends a sequence.
       pad_token: emitted after the end.
       beam_size: hypotheses kept per sequence (``1`` is greedy decoding).
+      time_major: ``False`` for a batch-major ``source`` ``(batch, source_time)``; the
+        tokens then come back ``(batch, max_length)``.
 
     Returns:
       ``(tokens, lengths, scores)``: the best hypothesis of each sequence, tokens
@@ -247,7 +250,7 @@ def beam_search(
     """
     where = "beam_search"
     check_model(where, params)
-    source = check_tokens(where, "source", source)
+    source = check_tokens(where, "source", time_first(where, "source", source, time_major))
     if source.ndim != 2:
         fail(where, "source", "have shape (time, batch)", shape_text(source.shape))
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
@@ -297,4 +300,5 @@ def beam_search(
     best = jnp.argmax(scores, axis=1)  # top_k sorts, but argmax says what is meant
     best_tokens = jnp.take_along_axis(history, best[None, :, None], axis=2)[..., 0]
     best_scores = jnp.take_along_axis(scores, best[:, None], axis=1)[:, 0]
-    return best_tokens, decoded_lengths(best_tokens, end_token), best_scores
+    lengths = decoded_lengths(best_tokens, end_token)
+    return (best_tokens if time_major else best_tokens.T), lengths, best_scores
