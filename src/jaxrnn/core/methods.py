@@ -288,8 +288,9 @@ def as_method(method: Any, *, unroll: Any = 1, remat: Any = False) -> Method:
     fail("unroll", "method", f"be one of {options} or a Method object", repr(method))
 
 
-def _expand_to(mask: jax.Array, leaf: jax.Array) -> jax.Array:
-    """Broadcastable mask: ``mask`` has the batch dims, ``leaf`` trailing feature dims too."""
+def expand_mask(mask: jax.Array, leaf: jax.Array) -> jax.Array:
+    """Broadcastable mask: ``mask`` has the batch dims, ``leaf`` trailing feature dims too.
+    Every method masks padded steps with it."""
     return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
 
 
@@ -322,9 +323,9 @@ def scan_cell(
         new = with_dtypes(new, carry)
         out = (y, new) if carry_outputs else y
         if valid_t is not None:
-            new = jax.tree.map(lambda n, o: jnp.where(_expand_to(valid_t, n), n, o), new, carry)
+            new = jax.tree.map(lambda n, o: jnp.where(expand_mask(valid_t, n), n, o), new, carry)
             out = jax.tree.map(
-                lambda o: jnp.where(_expand_to(valid_t, o), o, 0).astype(o.dtype), out
+                lambda o: jnp.where(expand_mask(valid_t, o), o, 0).astype(o.dtype), out
             )
         return new, out
 

@@ -30,7 +30,7 @@ from jaxrnn.core.checks import (
     widen_lengths,
 )
 from jaxrnn.core.composites import Stack, contains_bidirectional
-from jaxrnn.core.methods import Method, Run, as_method, with_dtypes
+from jaxrnn.core.methods import Method, Run, as_method, expand_mask, with_dtypes
 
 __all__ = ["cell_step", "init_carry", "sequence_mask", "unroll"]
 
@@ -191,11 +191,6 @@ def sequence_mask(lengths: ArrayLike, num_steps: int, *, time_major: bool = True
     return valid if time_major else jnp.moveaxis(valid, 0, -1)
 
 
-def _expand_to(mask: jax.Array, leaf: jax.Array) -> jax.Array:
-    """Broadcastable mask: ``mask`` has the batch dims, ``leaf`` trailing feature dims too."""
-    return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
-
-
 def unroll(
     params: Any,
     carry: Any,
@@ -306,7 +301,7 @@ def unroll(
     if lengths is not None:
         lengths = check_lengths("unroll", lengths, batch_shape, num_steps)
         valid = sequence_mask(lengths, num_steps)
-        xs = jnp.where(_expand_to(valid, xs), xs, jnp.zeros_like(xs))
+        xs = jnp.where(expand_mask(valid, xs), xs, jnp.zeros_like(xs))
     run = Run(valid, bool(reverse), key, method)
     carry, ys = method.unroll_params(params, carry, xs, run)
     if not time_major:

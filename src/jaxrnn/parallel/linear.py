@@ -20,7 +20,7 @@ from jax.typing import ArrayLike
 
 from jaxrnn.cells.linear import LinearCell
 from jaxrnn.core.checks import check_array, check_choice, fail
-from jaxrnn.core.methods import Method, Run
+from jaxrnn.core.methods import Method, Run, expand_mask
 
 __all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "Parallel", "linear_scan"]
 
@@ -144,10 +144,6 @@ def _default_strategy() -> str:
 # --------------------------------------------------------------------------------------
 # method="parallel": cells linear in their state
 # --------------------------------------------------------------------------------------
-
-
-def expand_mask(mask: jax.Array, x: jax.Array) -> jax.Array:
-    return mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
 
 
 @dataclasses.dataclass(frozen=True)

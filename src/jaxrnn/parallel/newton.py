@@ -31,9 +31,9 @@ from jaxrnn.core.checks import (
     check_lengths,
     fail,
 )
-from jaxrnn.core.methods import Method, Run
+from jaxrnn.core.methods import Method, Run, expand_mask
 from jaxrnn.core.unrolling import check_carry, check_params, param_dtype
-from jaxrnn.parallel.linear import compose_elementwise, compose_matrix, expand_mask
+from jaxrnn.parallel.linear import compose_elementwise, compose_matrix
 
 __all__ = [
     "DEER",
