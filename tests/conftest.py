@@ -7,6 +7,9 @@ whole session (most tests check float32 behaviour); tests that need it take ``x6
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Any, NamedTuple
 
 import jax
@@ -152,3 +155,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return starts.index(True) if any(starts) else len(LONG_FIRST)
 
     items.sort(key=rank)  # stable: the collection order within each group
+
+
+#: Compiled programs shared through a disk cache by every process of one test run: the
+#: xdist workers, the notebooks' kernels and the tests' subprocesses compile many of the same
+#: small programs (the same op on the same shapes), and most of the suite's time is XLA
+#: compiling. The cache holds exactly what XLA compiled, so results do not change. A cache
+#: directory the user set (``JAX_COMPILATION_CACHE_DIR``) is used as it is and kept.
+CACHE_SETTINGS = {
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "PYTEST_XDIST_WORKER" in os.environ:  # set up by the controller, inherited
+        return
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        config._jaxrnn_cache_dir = tempfile.mkdtemp(prefix="jaxrnn-tests-compiled-")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = config._jaxrnn_cache_dir
+    for name, value in CACHE_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    # jax is imported already (above): set this process's config too, for runs without -n.
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update(
+        "jax_persistent_cache_min_compile_time_secs",
+        float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cache_dir = getattr(config, "_jaxrnn_cache_dir", None)
+    if cache_dir is not None:
+        shutil.rmtree(cache_dir, ignore_errors=True)
