@@ -127,8 +127,9 @@ def optimizer_sharding(
     scalar), is replicated on every device of ``mesh``. Left to itself it would not be:
     ``optimizer.init`` creates ``count`` on the default device (with several processes, a
     different one in each), and ``jax.jit(optimizer.init)`` without ``out_shardings``
-    puts the whole state on one device, since the state depends only on the params'
-    shapes. Create the state in place instead::
+    puts the whole state on one device (on a ``Mesh`` with the default axis types),
+    since the state depends only on the params' shapes. Create the state in place
+    instead::
 
         shardings = optimizer_sharding(optimizer, params, params_sharding, mesh)
         opt_state = jax.jit(optimizer.init, out_shardings=shardings)(params)
