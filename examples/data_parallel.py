@@ -1,8 +1,22 @@
-"""Data-parallel training of an LSTM classifier on every local device, with jax.sharding.
+"""Data-parallel training of an LSTM classifier on every device, with jax.sharding.
 
     python examples/data_parallel.py                 # all local GPUs/TPU cores, or the CPU
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python examples/data_parallel.py
                                                      # 8 simulated CPU devices
+
+Several processes (one per host, or several on one host) run the same script, each with
+its process id; the flags are the arguments of ``jax.distributed.initialize``:
+
+    export XLA_FLAGS=--xla_force_host_platform_device_count=2   # 2 CPU devices each
+    python examples/data_parallel.py --coordinator-address 127.0.0.1:1234 \
+        --coordinator-bind-address 127.0.0.1:1234 --num-processes 2 --process-id 0 &
+    python examples/data_parallel.py --coordinator-address 127.0.0.1:1234 \
+        --coordinator-bind-address 127.0.0.1:1234 --num-processes 2 --process-id 1
+
+On several hosts, give every process process 0's reachable address and leave out
+``--coordinator-bind-address`` (process 0 then listens on all interfaces). ``--distributed``
+alone calls ``jax.distributed.initialize()`` without arguments, which detects them on TPU
+pods and under SLURM or Open MPI. On CPUs the processes' collectives go through gloo.
 
 The recipe (nothing in it is specific to jaxrnn; the RNN is just a jit-able function):
 
@@ -15,9 +29,10 @@ The recipe (nothing in it is specific to jaxrnn; the RNN is just a jit-able func
    (a mean over the batch) is summed across devices by one all-reduce. The batch is
    never gathered onto one device.
 
-On several hosts the same script works after ``jax.distributed.initialize()`` (see
-``docs/scaling.md``): ``jax.devices()`` then lists every host's devices, and each host
-feeds only its own part of the batch through ``jax.make_array_from_process_local_data``.
+With several processes (see ``docs/scaling.md``) ``jax.devices()`` lists every process's
+devices, so the mesh spans them all; each process builds only its own rows of every batch
+and ``jax.make_array_from_process_local_data`` assembles the global batch from them. Only
+process 0 prints.
 
 The task: does the first feature of a variable-length sequence sum to a positive number?
 The classifier reads the LSTM's final state, which ``unroll(..., lengths=...)`` returns
@@ -106,6 +121,22 @@ def make_train_step(mesh: Mesh, optimizer: optax.GradientTransformation):
     )
 
 
+def init_state(
+    mesh: Mesh, optimizer: optax.GradientTransformation, key: jax.Array
+) -> tuple[dict[str, Any], optax.OptState]:
+    """The model and its optimizer state, replicated on every device of ``mesh``.
+
+    Every process computes the same model from ``key`` and puts it on its devices. The
+    state is created in place by ``jit`` with ``out_shardings``, so that every leaf,
+    optax's scalar step ``count`` included, is one array on all of ``mesh``'s devices:
+    ``optimizer.init(model)`` alone would put ``count`` on one device of each process.
+    """
+    everywhere = replicated(mesh)
+    model = jax.device_put(init_model(key), everywhere)
+    opt_state = jax.jit(optimizer.init, out_shardings=everywhere)(model)
+    return model, opt_state
+
+
 def shard_batch(mesh: Mesh, batch: Batch) -> Batch:
     """Put this process's part of the batch onto its devices, as one global array.
 
@@ -121,33 +152,70 @@ def accuracy(model: dict[str, Any], batch: Batch) -> jax.Array:
     return jnp.mean(jnp.argmax(logits, -1) == batch.labels)
 
 
+def report(message: str) -> None:
+    """Print on process 0 only: every process runs this script, one should talk."""
+    if jax.process_index() == 0:
+        print(message)
+
+
 def main(steps: int = 300, per_device_batch: int = 16, seed: int = 0) -> float:
-    devices = jax.devices()
+    devices = jax.devices()  # every process's devices
     mesh = Mesh(np.array(devices), ("data",))
     global_batch = per_device_batch * len(devices)
-    # Each process makes (here: generates; in practice: reads) only its own rows.
+    # Each process makes (here: generates; in practice: reads) only its own rows: its
+    # share of the batch, from a random stream of its own.
     local_batch = global_batch // jax.process_count()
-    print(f"{len(devices)} devices ({devices[0].platform}), global batch {global_batch}")
+    train_rng = np.random.default_rng([seed, jax.process_index()])
+    test_rng = np.random.default_rng([10_000, jax.process_index()])
+    report(
+        f"{len(devices)} devices ({devices[0].platform}) in {jax.process_count()} "
+        f"process(es), global batch {global_batch}"
+    )
 
     optimizer = optax.adam(3e-3)
-    model = jax.device_put(init_model(jax.random.key(seed)), replicated(mesh))
-    opt_state = jax.device_put(optimizer.init(model), replicated(mesh))
+    model, opt_state = init_state(mesh, optimizer, jax.random.key(seed))
     train_step = make_train_step(mesh, optimizer)
-    rng = np.random.default_rng(seed + jax.process_index())
     for step in range(steps):
-        batch = shard_batch(mesh, make_batch(rng, local_batch))
+        batch = shard_batch(mesh, make_batch(train_rng, local_batch))
         model, opt_state, loss = train_step(model, opt_state, batch)
         if step % 50 == 0 or step == steps - 1:
-            print(f"step {step:4d}  loss {float(loss):.4f}")
-    test = shard_batch(mesh, make_batch(np.random.default_rng(10_000), local_batch))
-    acc = float(jax.jit(accuracy)(model, test))
-    print(f"test accuracy {acc:.3f}")
+            report(f"step {step:4d}  loss {float(loss):.4f}")
+    test = shard_batch(mesh, make_batch(test_rng, local_batch))
+    acc = float(jax.jit(accuracy, out_shardings=replicated(mesh))(model, test))
+    report(f"test accuracy {acc:.3f}")
     return acc
+
+
+def initialize_distributed(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize`` from the command line, before JAX starts a backend."""
+    # Cross-process collectives on CPU (the default since JAX 0.5.1; earlier it was off).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=args.coordinator_address,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        coordinator_bind_address=args.coordinator_bind_address,
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--per-device-batch", type=int, default=16)
+    distributed = parser.add_argument_group(
+        "several processes", "any of these calls jax.distributed.initialize"
+    )
+    distributed.add_argument(
+        "--distributed", action="store_true", help="detect the rest (TPU, SLURM, Open MPI)"
+    )
+    distributed.add_argument("--coordinator-address", help="process 0's host:port")
+    distributed.add_argument(
+        "--coordinator-bind-address", help="where process 0 listens (default: [::]:port)"
+    )
+    distributed.add_argument("--num-processes", type=int)
+    distributed.add_argument("--process-id", type=int)
     args = parser.parse_args()
+    given = (args.coordinator_address, args.coordinator_bind_address, args.num_processes)
+    if args.distributed or any(value is not None for value in (*given, args.process_id)):
+        initialize_distributed(args)
     main(args.steps, args.per_device_batch)

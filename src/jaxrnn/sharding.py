@@ -4,9 +4,10 @@ jaxrnn functions are plain ``jax.jit``-able functions of arrays, so they need no
 special to run on a ``jax.sharding.Mesh``: put the inputs' batch axis on a mesh
 axis, replicate the params, and ``jit`` partitions the whole ``lax.scan`` so that each
 device runs the recurrence on its slice of the batch (data parallelism; gradients are
-summed by one all-reduce). These helpers name the shardings that do that, and the
-tensor-parallel alternative that splits the gate dimension of the weights. See
-``docs/scaling.md`` and ``examples/data_parallel.py``.
+summed by one all-reduce). These helpers name the shardings that do that, the
+tensor-parallel alternative that splits the gate dimension of the weights, and the
+optimizer state's shardings that go with either. See ``docs/scaling.md`` and
+``examples/data_parallel.py``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxrnn.core.checks import fail
 
-__all__ = ["batch_sharding", "gate_sharding", "replicated"]
+__all__ = ["batch_sharding", "gate_sharding", "optimizer_sharding", "replicated"]
 
 #: Fields whose last axis is ``gates * hidden_size`` in every cell.
 _GATE_FIELDS = ("w_x", "w_h", "b_x", "b_h")
@@ -112,3 +114,60 @@ def gate_sharding(params: Any, mesh: Mesh, axis: str = "model") -> Any:
         return NamedSharding(mesh, PartitionSpec(*([None] * (leaf.ndim - 1)), axis))
 
     return jax.tree_util.tree_map_with_path(sharding, params)
+
+
+def optimizer_sharding(
+    optimizer: optax.GradientTransformation, params: Any, params_sharding: Any, mesh: Mesh
+) -> Any:
+    """Shardings for ``optimizer.init(params)`` that match the params' shardings.
+
+    The parts of the state shaped like the params (Adam's ``mu`` and ``nu``, momentum)
+    get ``params_sharding``: under :func:`gate_sharding` each device keeps the moments of
+    its own block of the gates. Everything else, such as optax's step ``count`` (a
+    scalar), is replicated on every device of ``mesh``. Left to itself it would not be:
+    ``optimizer.init`` creates ``count`` on the default device (with several processes, a
+    different one in each), and ``jax.jit(optimizer.init)`` without ``out_shardings``
+    puts the whole state on one device (on a ``Mesh`` with the default axis types),
+    since the state depends only on the params' shapes. Create the state in place
+    instead::
+
+        shardings = optimizer_sharding(optimizer, params, params_sharding, mesh)
+        opt_state = jax.jit(optimizer.init, out_shardings=shardings)(params)
+
+    and pass ``shardings`` as the state's ``in_shardings`` and ``out_shardings`` of the
+    jitted train step. Uses ``optax.tree_map_params``, so the optimizer must build its
+    state from the params' structure (``optax.masked`` needs its own mapping).
+
+    Args:
+      optimizer: the optax transformation.
+      params: the params, or their ``jax.ShapeDtypeStruct``s (``jax.eval_shape``).
+      params_sharding: a ``Sharding`` for each leaf of ``params``, or for whole subtrees
+        (a pytree prefix of ``params``, e.g. ``{"rnn": gate_sharding(...), "head":
+        replicated(mesh)}``).
+      mesh: the device mesh; the state's other leaves are replicated over all of it.
+
+    Returns:
+      A pytree like ``optimizer.init(params)`` with a ``Sharding`` at each array.
+
+    Example:
+      >>> import jax, optax, jaxrnn
+      >>> mesh = jax.make_mesh((1,), ("model",))
+      >>> params = jaxrnn.init_params(jax.random.key(0), "gru", 3, 4)
+      >>> shardings = optimizer_sharding(
+      ...     optax.adam(1e-3), params, gate_sharding(params, mesh), mesh)
+      >>> adam = shardings[0]
+      >>> adam.count.spec, adam.mu.w_h.spec
+      (P(), P(None, 'model'))
+    """
+    leaf_shardings = jax.tree.map(
+        lambda sharding, subtree: jax.tree.map(lambda _: sharding, subtree),
+        params_sharding,
+        params,
+    )
+    return optax.tree_map_params(
+        optimizer,
+        lambda _, sharding: sharding,
+        jax.eval_shape(optimizer.init, params),
+        leaf_shardings,
+        transform_non_params=lambda _: replicated(mesh),
+    )
