@@ -333,6 +333,29 @@ STATIC_CASES = [
         ValueError,
         r"^carry_from_torch: c0 must be given for an LSTM; got None$",
     ),
+    (
+        "hand-built-stack-does-not-fit",
+        lambda: jaxrnn.unroll(jaxrnn.Stack(layers=(GRU, LSTM)), None, XS),
+        ValueError,
+        r"^unroll: params.layers\[1\] must take input_size=4 \(params.layers\[0\].output_size\); "
+        r"got input_shape=\(3,\)$",
+    ),
+    (
+        "hand-built-pair-does-not-fit",
+        lambda: jaxrnn.init_carry(
+            jaxrnn.Bidirectional(forward=GRU, backward=DEEP_GRU.layers[1]), (2,)
+        ),
+        ValueError,
+        r"^init_carry: params.backward must take the same input shape as params.forward "
+        r"\(3,\); got \(4,\)$",
+    ),
+    (
+        "final-hidden-of-carry-and-ys",
+        lambda: jaxrnn.pooling.final_hidden(jaxrnn.unroll(GRU, None, XS)),
+        ValueError,
+        r"^final_hidden: carry must be the carry of unroll .*; "
+        r"got arrays of shapes \(2, 4\), \(5, 2, 4\)$",
+    ),
 ]
 
 

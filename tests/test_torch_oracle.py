@@ -210,3 +210,12 @@ def test_init_params_loads_into_torch_and_computes_the_same():
     carry, ys = jaxrnn.unroll(params, None, xs)
     assert_close(ys, out.numpy(), "outputs")
     assert_close(carry_to_torch(params, carry)[0], h_n.numpy(), "h_n")
+
+
+def test_a_module_that_drops_everything_is_refused():
+    """PyTorch takes ``dropout=1.0``; jaxrnn's ``1 / (1 - rate)`` scaling has no value there."""
+    module = torch.nn.GRU(3, 4, num_layers=2, dropout=1.0)
+    with pytest.raises(
+        ValueError, match=r"^from_torch: module.dropout must be in \[0, 1\); got 1.0$"
+    ):
+        jaxrnn.from_torch(module)

@@ -64,6 +64,10 @@ def final_hidden(carry: Any, *, merge: str = "concat") -> jax.Array:
         h = merge(h.forward.h, h.backward.h)            # if bidirectional
         h = h.h if isinstance(h, LSTMState) else h
 
+    An array is taken to be ``h``, so pass the carry, not ``ys`` (for outputs, use
+    [`pool_last`][jaxrnn.pooling.pool_last]); a carry whose arrays do not share their batch
+    dims (such as ``unroll``'s ``(carry, ys)`` pair) raises ``ValueError``.
+
     Args:
       carry: the final carry of [`unroll`][jaxrnn.unroll].
       merge: for a bidirectional top layer: ``"concat"`` (forward first), ``"sum"`` or
@@ -81,16 +85,36 @@ def final_hidden(carry: Any, *, merge: str = "concat") -> jax.Array:
       (2, 8)
     """
     check_choice("final_hidden", "merge", merge, MERGES)
+    _check_batch_dims(carry)
+    return _top_hidden(carry, merge)
+
+
+def _check_batch_dims(carry: Any) -> None:
+    """Every array of a carry has the same batch dims (all but its last axis): what tells
+    a carry from ``ys`` or from ``unroll``'s ``(carry, ys)`` pair, which fail here instead
+    of as a wrong shape far downstream."""
+    shapes = sorted({tuple(np.shape(leaf)) for leaf in jax.tree.leaves(carry)}, key=len)
+    if len({shape[:-1] for shape in shapes}) > 1:
+        fail(
+            "final_hidden",
+            "carry",
+            "be the carry of unroll (the first of its (carry, ys) results), whose arrays "
+            "share their batch dims",
+            "arrays of shapes " + ", ".join(shape_text(shape) for shape in shapes),
+        )
+
+
+def _top_hidden(carry: Any, merge: str) -> jax.Array:
     if isinstance(carry, BidirectionalState):
-        forward = final_hidden(carry.forward, merge=merge)
-        backward = final_hidden(carry.backward, merge=merge)
+        forward = _top_hidden(carry.forward, merge)
+        backward = _top_hidden(carry.backward, merge)
         if merge == "concat":
             return jnp.concatenate([forward, backward], axis=-1)
         return forward + backward if merge == "sum" else (forward + backward) / 2
     if isinstance(carry, tuple) and not hasattr(carry, "_fields"):  # a stack: one per layer
         if not carry:
             fail("final_hidden", "carry", "be a non-empty carry", "()")
-        return final_hidden(carry[-1], merge=merge)
+        return _top_hidden(carry[-1], merge)
     return _cell_hidden(carry)
 
 

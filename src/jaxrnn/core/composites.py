@@ -127,23 +127,7 @@ def bidirectional(forward: Any, backward: Any, *, merge: str = "concat") -> Bidi
       16
     """
     check_choice("bidirectional", "merge", merge, MERGES)
-    for name, part in (("forward", forward), ("backward", backward)):
-        if not hasattr(part, "input_shape"):
-            fail("bidirectional", name, "be jaxrnn params", type(part).__name__, TypeError)
-    if forward.input_shape != backward.input_shape:
-        fail(
-            "bidirectional",
-            "backward",
-            f"take the same input shape as forward {forward.input_shape}",
-            str(backward.input_shape),
-        )
-    if merge != "concat" and forward.output_size != backward.output_size:
-        fail(
-            "bidirectional",
-            "backward",
-            f"have forward's output_size={forward.output_size} for merge={merge!r}",
-            str(backward.output_size),
-        )
+    _check_pair("bidirectional", forward, backward, merge, "")
     return Bidirectional(forward=forward, backward=backward, merge=merge)
 
 
@@ -180,18 +164,59 @@ def stack(layers: Sequence[Any], *, dropout: float = 0.0) -> Stack:
     layers = tuple(layers)
     if not layers:
         fail("stack", "layers", "be a non-empty sequence of params", "an empty sequence")
+    _check_layers("stack", layers, "layers")
+    return Stack(layers=layers, dropout=check_rate("stack", "dropout", dropout))
+
+
+def _check_pair(where: str, forward: Any, backward: Any, merge: str, prefix: str) -> None:
+    for name, part in (("forward", forward), ("backward", backward)):
+        if not hasattr(part, "input_shape"):
+            fail(where, prefix + name, "be jaxrnn params", type(part).__name__, TypeError)
+    if forward.input_shape != backward.input_shape:
+        fail(
+            where,
+            prefix + "backward",
+            f"take the same input shape as {prefix}forward {forward.input_shape}",
+            str(backward.input_shape),
+        )
+    if merge != "concat" and forward.output_size != backward.output_size:
+        fail(
+            where,
+            prefix + "backward",
+            f"have {prefix}forward's output_size={forward.output_size} for merge={merge!r}",
+            str(backward.output_size),
+        )
+
+
+def _check_layers(where: str, layers: tuple[Any, ...], name: str) -> None:
     for i, layer in enumerate(layers):
         if not hasattr(layer, "input_shape"):
-            fail("stack", f"layers[{i}]", "be jaxrnn params", type(layer).__name__, TypeError)
+            fail(where, f"{name}[{i}]", "be jaxrnn params", type(layer).__name__, TypeError)
         # Spatial dims (a ConvLSTM's height and width) pass through every layer unchanged.
         if i and layer.input_shape != (*layers[0].input_shape[:-1], layers[i - 1].output_size):
             fail(
-                "stack",
-                f"layers[{i}]",
-                f"take input_size={layers[i - 1].output_size} (layers[{i - 1}].output_size)",
+                where,
+                f"{name}[{i}]",
+                f"take input_size={layers[i - 1].output_size} ({name}[{i - 1}].output_size)",
                 f"input_shape={layer.input_shape}",
             )
-    return Stack(layers=layers, dropout=check_rate("stack", "dropout", dropout))
+
+
+def check_composite(where: str, params: Any, name: str = "params") -> None:
+    """The parts of a [`Stack`][jaxrnn.Stack] or [`Bidirectional`][jaxrnn.Bidirectional]
+    fit together, at every depth: what [`stack`][jaxrnn.stack] and
+    [`bidirectional`][jaxrnn.bidirectional] check, for composites built by hand."""
+    if isinstance(params, Stack):
+        if not params.layers:
+            fail(where, f"{name}.layers", "be a non-empty tuple of params", "()")
+        _check_layers(where, params.layers, f"{name}.layers")
+        for i, layer in enumerate(params.layers):
+            check_composite(where, layer, f"{name}.layers[{i}]")
+    elif isinstance(params, Bidirectional):
+        check_choice(where, f"{name}.merge", params.merge, MERGES)
+        _check_pair(where, params.forward, params.backward, params.merge, f"{name}.")
+        check_composite(where, params.forward, f"{name}.forward")
+        check_composite(where, params.backward, f"{name}.backward")
 
 
 def map_cells(fn: Callable[..., Any], params: Any, *trees: Any) -> Any:

@@ -29,7 +29,7 @@ from jaxrnn.core.checks import (
     fail,
     widen_lengths,
 )
-from jaxrnn.core.composites import Stack, contains_bidirectional
+from jaxrnn.core.composites import Stack, check_composite, contains_bidirectional
 from jaxrnn.core.methods import Method, Run, as_method, expand_mask, with_dtypes
 
 __all__ = ["cell_step", "init_carry", "sequence_mask", "unroll"]
@@ -52,6 +52,7 @@ def check_params(where: str, params: Any) -> None:
             type(params).__name__,
             TypeError,
         )
+    check_composite(where, params)
 
 
 def init_carry(params: Any, batch_shape: tuple[int, ...] = ()) -> Any:

@@ -78,6 +78,9 @@ def from_torch(module: Any) -> Any:
     any other, and its ``(batch, time, features)`` inputs become jaxrnn's time-major
     ``xs = x.swapaxes(0, 1)`` (or ``jax.vmap(..., in_axes=0)`` of a per-sequence call).
 
+    A module with ``dropout=1.0`` (which PyTorch accepts) is refused: jaxrnn's dropout
+    scales what it keeps by ``1 / (1 - rate)``, which has no value at rate 1.
+
     Args:
       module: a PyTorch module of one of the six types above (duck-typed by class name).
 
@@ -110,6 +113,10 @@ def from_torch(module: Any) -> Any:
             for d in _DIRECTIONS[: 2 if module.bidirectional else 1]
         ]
         layers.append(Bidirectional(*cells) if module.bidirectional else cells[0])
+    if not 0 <= module.dropout < 1:
+        # PyTorch takes 1.0 (every input between layers zeroed in training); jaxrnn's
+        # dropout scales what it keeps by 1 / (1 - rate), which has no value at rate 1.
+        fail("from_torch", "module.dropout", "be in [0, 1)", repr(module.dropout))
     return stack(layers, dropout=float(module.dropout))
 
 
