@@ -8,6 +8,8 @@ Skipped when torch is not installed.
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -190,8 +192,13 @@ def test_round_trip_is_exact(kind, options):
     assert list(arrays) == list(expected)
     for name, tensor in expected.items():
         assert arrays[name].dtype == np.float32
+        # writable copies: torch.from_numpy warns about read-only arrays (once per process,
+        # so the flags are the real check)
+        assert arrays[name].flags.writeable and arrays[name].flags.c_contiguous, name
         np.testing.assert_array_equal(arrays[name], tensor.numpy(), err_msg=name)
-    module.load_state_dict({k: torch.tensor(v) for k, v in arrays.items()}, strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()}, strict=True)
 
 
 def test_init_params_loads_into_torch_and_computes_the_same():
@@ -201,8 +208,8 @@ def test_init_params_loads_into_torch_and_computes_the_same():
         bias_init=jax.nn.initializers.normal(0.5),
     )  # fmt: skip
     module = nn.GRU(INPUT_SIZE, HIDDEN_SIZE, num_layers=2, bidirectional=True)
-    module.load_state_dict(
-        {k: torch.tensor(v) for k, v in jaxrnn.to_torch(params).items()}, strict=True
+    module.load_state_dict(  # the documented one line
+        {k: torch.from_numpy(v) for k, v in jaxrnn.to_torch(params).items()}, strict=True
     )
     xs = random((NUM_STEPS, BATCH, INPUT_SIZE), 11)
     with torch.no_grad():

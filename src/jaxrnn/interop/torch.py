@@ -135,17 +135,40 @@ def _cell_to_arrays(cell: Any, suffix: str, where: str) -> dict[str, np.ndarray]
         out["bias_ih"], out["bias_hh"] = cell.b_x, cell.b_h
     if isinstance(cell, LSTMParams) and cell.w_proj is not None:
         out["weight_hr"] = cell.w_proj.T
-    return {name + suffix: np.asarray(value) for name, value in out.items()}
+    # np.array copies: np.asarray of a jax.Array is a read-only view, which torch.from_numpy
+    # warns about and which would alias JAX's buffer.
+    return {name + suffix: np.array(value) for name, value in out.items()}
 
 
 def to_torch(params: Any) -> dict[str, np.ndarray]:
-    """Arrays named and shaped like the PyTorch module's ``state_dict()``.
+    """Arrays named and shaped like the PyTorch module's ``state_dict()``, ready to load.
 
-    A [`Stack`][jaxrnn.Stack] maps to a layered module (``weight_ih_l0``,
-    ``weight_hh_l0_reverse``, ...), a bare [`Bidirectional`][jaxrnn.Bidirectional] to a one-layer
-    layered module, a bare cell to a ``*Cell`` module (``weight_ih``, ...). Works on
-    gradient pytrees too (they have the params' types), so gradients compare key by key.
-    Load the result with ``module.load_state_dict({k: torch.from_numpy(v) ...})``.
+    For each cell (layer ``k``, direction ``d``: ``""`` or ``"_reverse"``), with
+    ``G`` gates (RNN 1, GRU 3, LSTM 4), hidden size ``H`` and input size ``I``:
+
+    $$
+    \\mathrm{weight\\_ih} = W_x^\\top \\in \\mathbb{R}^{GH \\times I}, \\quad
+    \\mathrm{weight\\_hh} = W_h^\\top \\in \\mathbb{R}^{GH \\times P}, \\quad
+    \\mathrm{bias\\_ih} = b_x, \\quad \\mathrm{bias\\_hh} = b_h, \\quad
+    \\mathrm{weight\\_hr} = W_{proj}^\\top \\in \\mathbb{R}^{P \\times H}
+    $$
+
+    named ``weight_ih_l{k}{d}`` etc. in a layered module, ``weight_ih`` etc. in a cell
+    module; ``P`` is the LSTM's ``proj_size`` (``H`` without projection). A
+    [`Stack`][jaxrnn.Stack] maps to a layered module, a bare
+    [`Bidirectional`][jaxrnn.Bidirectional] to a one-layer layered module, a bare cell to a
+    ``*Cell`` module. Works on gradient pytrees too (they have the params' types), so
+    gradients compare key by key.
+
+    Every array is a fresh, writable, C-contiguous NumPy copy, owned by nobody else, so
+    ``torch.from_numpy`` takes it without a warning and without sharing memory with JAX.
+    ``load_state_dict`` wants tensors and jaxrnn never imports torch, so loading is::
+
+        module.load_state_dict({k: torch.from_numpy(v) for k, v in to_torch(params).items()})
+
+    (``torch.from_numpy`` refuses ``ml_dtypes.bfloat16`` arrays: convert those with
+    ``v.astype(np.float32)``, which is exact; ``load_state_dict`` casts to the module's
+    dtype.)
 
     Args:
       params: params from [`from_torch`][jaxrnn.interop.torch.from_torch] or
@@ -153,13 +176,15 @@ def to_torch(params: Any) -> dict[str, np.ndarray]:
         inside a layered module).
 
     Returns:
-      ``dict[str, numpy.ndarray]``.
+      ``dict[str, numpy.ndarray]``, in the order of the module's ``state_dict()``.
 
     Example:
       >>> import jax, jaxrnn
       >>> arrays = jaxrnn.to_torch(jaxrnn.init_params(jax.random.key(0), "gru", 3, 4))
       >>> {name: a.shape for name, a in arrays.items()}
       {'weight_ih': (12, 3), 'weight_hh': (12, 4), 'bias_ih': (12,), 'bias_hh': (12,)}
+      >>> all(a.flags.writeable and a.flags.c_contiguous for a in arrays.values())
+      True
     """
     if isinstance(params, (RNNParams, LSTMParams, GRUParams)):
         if isinstance(params, LSTMParams) and params.w_proj is not None:
