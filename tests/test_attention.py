@@ -583,7 +583,7 @@ MEMORY_3 = jnp.ones((5, 3, 4))
         ),
         (
             lambda: jaxrnn.attention.init_attention(jax.random.key(0), 0, 4),
-            TypeError,
+            ValueError,
             "init_attention: query_size must be a positive int; got 0",
         ),
         (

@@ -9,9 +9,24 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxrnn
+from jaxrnn import (
+    attention,
+    decoding,
+    heads,
+    long_sequences,
+    losses,
+    parallel,
+    pooling,
+    precision,
+    regularization,
+    seq2seq,
+    sharding,
+    train,
+)
 from jaxrnn.interop.torch import carry_from_torch
 
 KEY = jax.random.key(0)
@@ -19,6 +34,21 @@ LSTM = jaxrnn.init_params(KEY, "lstm", 3, 4)
 GRU = jaxrnn.init_params(KEY, "gru", 3, 4)
 DEEP_GRU = jaxrnn.init_params(KEY, "gru", 3, 4, num_layers=2)
 XS = jnp.ones((5, 2, 3))
+# The toolkit's models, once and tiny: a readout, an attention score, a regularized cell,
+# a seq2seq model (target vocabulary 6) and its source tokens, a train step.
+HEAD = heads.init_readout(KEY, 4, 3)
+ATTENTION = attention.init_attention(KEY, 4, 6)
+REGULARIZED = regularization.regularize(GRU, recurrent_dropout=0.25)
+S2S = seq2seq.init_seq2seq(KEY, 7, 6, embed_size=3, hidden_size=4, cell="gru")
+SOURCE = jnp.array([[1, 2], [3, 4], [5, 6]])  # (time, batch)
+TRAIN = train.make_train_step(lambda params, xs: jnp.sum(params.w_h), optax.sgd(0.1), jit=False)
+MESH = jax.make_mesh((1,), ("data",))
+
+
+def greedy(**options):
+    return lambda: seq2seq.greedy_decode(
+        S2S, SOURCE, **{"max_length": 2, "start_token": 0, "end_token": 1, **options}
+    )
 
 
 def unroll_xs(params, **options):
@@ -158,6 +188,84 @@ TRACED_CASES = [
         [jax.random.split(KEY)],
         TypeError,
         r"^unroll: key must be a single PRNG key .*; got key<\w+>\[2\]$",
+    ),
+    (
+        "softmax-cross-entropy-int-logits",
+        lambda logits: losses.sequence_softmax_cross_entropy(logits, jnp.zeros((5, 2), int)),
+        [jnp.zeros((5, 2, 4), jnp.int32)],
+        TypeError,
+        r"^sequence_softmax_cross_entropy: logits must have a floating dtype; got int32$",
+    ),
+    (
+        "mean-squared-error-bool-predictions",
+        lambda predictions: losses.sequence_mean_squared_error(predictions, jnp.zeros((5, 2))),
+        [jnp.zeros((5, 2), bool)],
+        TypeError,
+        r"^sequence_mean_squared_error: predictions must have a floating dtype; got bool$",
+    ),
+    (
+        "pool-max-of-a-mask",
+        pooling.pool_max,
+        [jnp.ones((5, 2, 4), bool)],
+        TypeError,
+        r"^pool_max: ys must have a numeric dtype \(not bool\); got bool$",
+    ),
+    (
+        "readout-int-h",
+        lambda h: heads.readout(HEAD, h),
+        [jnp.ones((2, 4), jnp.int32)],
+        TypeError,
+        r"^readout: h must have a floating dtype; got int32$",
+    ),
+    (
+        "attend-int-query",
+        lambda query: attention.attend(ATTENTION, query, jnp.ones((5, 2, 6))),
+        [jnp.ones((2, 4), jnp.int32)],
+        TypeError,
+        r"^attend: query must have a floating dtype; got int32$",
+    ),
+    (
+        "decoded-lengths-float-tokens",
+        lambda tokens: decoding.decoded_lengths(tokens, 1),
+        [jnp.ones((3, 2))],
+        TypeError,
+        r"^decoded_lengths: tokens must have an integer dtype; got float32$",
+    ),
+    (
+        "bridge-carry-of-another-size",
+        lambda carry: seq2seq.bridge_carry(S2S, carry),
+        [jnp.zeros((2, 5))],
+        ValueError,
+        r"^bridge_carry: encoder_carry must match init_carry\(params.encoder, "
+        r"batch_shape=\(2,\)\): float32\[2,4\]; got float32\[2,5\]$",
+    ),
+    (
+        "draw-masks-wrong-feature-size",
+        lambda xs: regularization.draw_masks(REGULARIZED, xs, KEY),
+        [jnp.ones((5, 2, 7))],
+        ValueError,
+        r"^draw_masks: xs must have shape \(time, \.\.\., input_size=3\); got \(5, 2, 7\)$",
+    ),
+    (
+        "linear-scan-int-inputs",
+        lambda b: parallel.linear_scan(jnp.ones((5, 2)), b),
+        [jnp.ones((5, 2), jnp.int32)],
+        TypeError,
+        r"^linear_scan: b must have a floating or complex dtype; got int32$",
+    ),
+    (
+        "linear-scan-h0-of-another-batch",
+        lambda h0: parallel.linear_scan(jnp.ones((5, 2)), jnp.ones((5, 2)), h0),
+        [jnp.ones(3)],
+        ValueError,
+        r"^linear_scan: h0 must have the shape of one step of b \(2,\) or be None; got \(3,\)$",
+    ),
+    (
+        "dropout-int-x",
+        lambda x: jaxrnn.dropout(KEY, x, 0.5),
+        [jnp.ones(3, jnp.int32)],
+        TypeError,
+        r"^dropout: x must have a floating dtype; got int32$",
     ),
 ]
 
@@ -355,6 +463,230 @@ STATIC_CASES = [
         ValueError,
         r"^final_hidden: carry must be the carry of unroll .*; "
         r"got arrays of shapes \(2, 4\), \(5, 2, 4\)$",
+    ),
+    (
+        "generate-zero-steps",
+        lambda: decoding.generate(GRU, None, jnp.ones((2, 3)), 0),
+        ValueError,  # a wrong value; a float count is a TypeError
+        r"^generate: num_steps must be a positive int; got 0$",
+    ),
+    (
+        "generate-temperature-a-string",
+        lambda: decoding.generate(
+            GRU, None, jnp.ones((2, 3)), 2, choose="sample", key=KEY, temperature="1"
+        ),
+        TypeError,
+        r"^generate: temperature must be > 0; got '1'$",
+    ),
+    (
+        "generate-float-end-token",
+        lambda: decoding.generate(GRU, None, jnp.ones((2, 3)), 2, end_token=1.5),
+        TypeError,
+        r"^generate: end_token must be a token id, an int >= 0; got 1.5$",
+    ),
+    (
+        "generate-readout-not-a-function",
+        lambda: decoding.generate(GRU, None, jnp.ones((2, 3)), 2, readout="head"),
+        TypeError,
+        r"^generate: readout must be a function or None; got str$",
+    ),
+    (
+        "decoded-lengths-without-end-token",
+        lambda: decoding.decoded_lengths(jnp.ones((3, 2), int), None),
+        TypeError,
+        r"^decoded_lengths: end_token must be a token id, an int >= 0; got None$",
+    ),
+    (
+        "init-seq2seq-empty-vocabulary",
+        lambda: seq2seq.init_seq2seq(KEY, 0, 6, embed_size=3, hidden_size=4),
+        ValueError,
+        r"^init_seq2seq: source_vocab_size must be a positive int; got 0$",
+    ),
+    (
+        "init-seq2seq-bidirectional-not-bool",
+        lambda: seq2seq.init_seq2seq(
+            KEY, 7, 6, embed_size=3, hidden_size=4, bidirectional_encoder="yes"
+        ),
+        TypeError,
+        r"^init_seq2seq: bidirectional_encoder must be a bool; got 'yes'$",
+    ),
+    (
+        "decode-token-outside-vocabulary",
+        greedy(start_token=99),
+        ValueError,
+        r"^greedy_decode: start_token must be a token id, an int in \[0, vocab_size=6\); "
+        r"got 99$",
+    ),
+    (
+        "decode-negative-pad-token",
+        greedy(pad_token=-1),
+        ValueError,
+        r"^greedy_decode: pad_token must be a token id, an int in \[0, vocab_size=6\); got -1$",
+    ),
+    (
+        "decode-zero-length",
+        greedy(max_length=0),
+        ValueError,
+        r"^greedy_decode: max_length must be a positive int; got 0$",
+    ),
+    (
+        "beam-search-zero-length",
+        lambda: seq2seq.beam_search(
+            S2S, SOURCE, beam_size=2, max_length=0, start_token=0, end_token=1
+        ),
+        ValueError,
+        r"^beam_search: max_length must be a positive int; got 0$",
+    ),
+    (
+        "seq2seq-logits-time-major-not-bool",
+        lambda: seq2seq.seq2seq_logits(S2S, SOURCE, None, SOURCE, start_token=0, time_major="no"),
+        TypeError,
+        r"^seq2seq_logits: time_major must be a bool; got 'no'$",
+    ),
+    (
+        "shift-right-float-start",
+        lambda: seq2seq.shift_right(SOURCE, 0.5),
+        TypeError,
+        r"^shift_right: start_token must be a token id, an int >= 0; got 0.5$",
+    ),
+    (
+        "init-readout-seed-for-key",
+        lambda: heads.init_readout(0, 4, 3),
+        TypeError,
+        r"^init_readout: key must be a single PRNG key \(jax.random.key\(seed\)\); got int$",
+    ),
+    (
+        "init-readout-int-dtype",
+        lambda: heads.init_readout(KEY, 4, 3, dtype=jnp.int32),
+        TypeError,
+        r"^init_readout: dtype must be a floating dtype; got int32$",
+    ),
+    (
+        "init-attention-cell-input-feeding-not-bool",
+        lambda: attention.init_attention_cell(KEY, "gru", 3, 4, 6, input_feeding="no"),
+        TypeError,
+        r"^init_attention_cell: input_feeding must be a bool; got 'no'$",
+    ),
+    (
+        "draw-masks-of-plain-params",
+        lambda: regularization.draw_masks(GRU, XS, KEY),
+        TypeError,
+        r"^draw_masks: params must be Regularized \(from regularize\); got GRUParams$",
+    ),
+    (
+        "chunk-lengths-zero-chunks",
+        lambda: long_sequences.chunk_lengths(jnp.array([3, 5]), 0, 3),
+        ValueError,
+        r"^chunk_lengths: num_chunks must be a positive int; got 0$",
+    ),
+    (
+        "truncated-bptt-chunks-not-arrays",
+        lambda: long_sequences.truncated_bptt(lambda p, c, x: (0.0, c), GRU, None, "abc"),
+        TypeError,
+        r"^truncated_bptt: chunks must be a pytree of arrays with one leading num_chunks axis "
+        r"\(see split_chunks\); got 'abc'$",
+    ),
+    (
+        "make-train-step-optimizer-a-name",
+        lambda: train.make_train_step(lambda params: 0.0, "adam"),
+        TypeError,
+        r"^make_train_step: optimizer must be an optax optimizer .*; got str$",
+    ),
+    (
+        "make-train-step-has-aux-not-bool",
+        lambda: train.make_train_step(lambda params: 0.0, optax.sgd(0.1), has_aux="yes"),
+        TypeError,
+        r"^make_train_step: has_aux must be a bool; got 'yes'$",
+    ),
+    (
+        "fit-log-every-zero",
+        lambda: train.fit(TRAIN, TRAIN.init(GRU), [(XS,)], log_every=0, progress=False),
+        ValueError,
+        r"^fit: log_every must be a positive int; got 0$",
+    ),
+    (
+        "fit-not-a-train-step",
+        lambda: train.fit(TRAIN.step, TRAIN.init(GRU), [(XS,)], progress=False),
+        TypeError,
+        r"^fit: train must be a TrainStep \(from make_train_step\); got function$",
+    ),
+    (
+        "cast-params-dtype-none",
+        lambda: precision.cast_params(GRU, None),
+        TypeError,
+        r"^cast_params: dtype must be a floating dtype; got None$",
+    ),
+    (
+        "full-precision-not-params",
+        lambda: precision.full_precision("gru"),
+        TypeError,
+        r"^full_precision: params must be jaxrnn params; got str$",
+    ),
+    (
+        "linear-scan-zero-chunk-size",
+        lambda: parallel.linear_scan(jnp.ones(4), jnp.ones(4), strategy="chunked", chunk_size=0),
+        ValueError,
+        r"^linear_scan: chunk_size must be a positive int or None; got 0$",
+    ),
+    (
+        "deer-damping-none",
+        lambda: parallel.DEER(damping=None),
+        TypeError,
+        r"^DEER: damping must be >= 0; got None$",
+    ),
+    (
+        "deer-unroll-reverse-not-bool",
+        lambda: parallel.deer_unroll(GRU, None, XS, reverse="yes"),
+        TypeError,
+        r"^deer_unroll: reverse must be a bool; got 'yes'$",
+    ),
+    (
+        "batch-sharding-negative-dim",
+        lambda: sharding.batch_sharding(MESH, "data", -1),
+        ValueError,
+        r"^batch_sharding: batch_dim must be a non-negative int; got -1$",
+    ),
+    (
+        "replicated-without-mesh",
+        lambda: sharding.replicated(None),
+        TypeError,
+        r"^replicated: mesh must be a jax.sharding.Mesh \(jax.make_mesh\(...\)\); got NoneType$",
+    ),
+    (
+        "init-params-dtype-none",
+        lambda: jaxrnn.init_params(KEY, "gru", 3, 4, dtype=None),
+        TypeError,
+        r"^init_params: dtype must be a floating dtype; got None$",
+    ),
+    (
+        "init-params-bidirectional-not-bool",
+        lambda: jaxrnn.init_params(KEY, "gru", 3, 4, bidirectional="yes"),
+        TypeError,
+        r"^init_params: bidirectional must be a bool; got 'yes'$",
+    ),
+    (
+        "init-carry-float-batch",
+        lambda: jaxrnn.init_carry(GRU, (2.0,)),
+        TypeError,
+        r"^init_carry: batch_shape must be a tuple of ints; got \(2.0,\)$",
+    ),
+    (
+        "stack-of-none",
+        lambda: jaxrnn.stack(None),
+        TypeError,
+        r"^stack: layers must be a non-empty sequence of params; got NoneType$",
+    ),
+    (
+        "dropout-seed-for-key",
+        lambda: jaxrnn.dropout(0, jnp.ones(3), 0.5),
+        TypeError,
+        r"^dropout: key must be a single PRNG key .*; got int$",
+    ),
+    (
+        "dropout-rate-none",
+        lambda: jaxrnn.dropout(KEY, jnp.ones(3), None),
+        ValueError,
+        r"^dropout: rate must be a number in \[0, 1\); got None$",
     ),
 ]
 

@@ -157,7 +157,7 @@ def test_decoded_lengths():
         ({"choose": "sample"}, TypeError, "generate: key must be a PRNG key with choose='sample'"),
         ({"key": jax.random.key(0)}, ValueError, "generate: key must be None with choose='argmax'"),
         ({"choose": "top"}, ValueError, "generate: choose must be one of 'argmax', 'sample'"),
-        ({"num_steps": 0}, TypeError, "generate: num_steps must be a positive int; got 0"),
+        ({"num_steps": 0}, ValueError, "generate: num_steps must be a positive int; got 0"),
         (
             {"embed": lambda t: jnp.ones((BATCH, 7))},
             ValueError,

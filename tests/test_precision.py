@@ -179,7 +179,10 @@ class ComplexCell(Cell):
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda p: mixed_precision(p, jnp.int8), "mixed_precision: dtype must be a floating"),
+        (
+            lambda p: mixed_precision(p, jnp.int8),
+            "mixed_precision: compute_dtype must be a floating",
+        ),
         (lambda p: mixed_precision({"w": 1}), "mixed_precision: params must be jaxrnn params"),
         (lambda p: cast_params(p, "nonsense"), "cast_params: dtype must be a floating dtype"),
         (

@@ -79,7 +79,7 @@ def test_grads(x64):
         ),
         (
             lambda p: jaxrnn.heads.init_readout(jax.random.key(0), 0, 3),
-            TypeError,
+            ValueError,
             "init_readout: input_size must be a positive int; got 0",
         ),
     ],

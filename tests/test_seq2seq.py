@@ -487,7 +487,7 @@ def test_regularizing_a_bound_attention_decoder_says_to_regularize_its_cell():
                 start_token=START,
                 end_token=END,
             ),
-            TypeError,
+            ValueError,
             "beam_search: beam_size must be a positive int; got 0",
         ),
     ],

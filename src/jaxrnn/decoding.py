@@ -26,8 +26,12 @@ from jax.typing import ArrayLike
 from jaxrnn.core.checks import (
     check_array,
     check_bool,
+    check_callable,
     check_features,
+    check_int,
     check_key,
+    check_number,
+    check_token,
     fail,
     shape_text,
 )
@@ -110,8 +114,9 @@ def generate(
         ``lambda token: table[token]``; ``None`` feeds the output back unchanged.
       key: PRNG key for ``"sample"`` or a custom ``choose``; split once per step.
       temperature: for ``"sample"``: logits are divided by it (``< 1`` sharper).
-      end_token: token that ends a sequence (for token outputs), or ``None``.
-      pad_token: emitted by finished sequences.
+      end_token: token id (an int >= 0) that ends a sequence (for token outputs), or
+        ``None``.
+      pad_token: token id (an int >= 0) emitted by finished sequences.
       time_major: ``False`` returns ``outputs`` batch-major, ``(*batch, num_steps, ...)``.
 
     Returns:
@@ -202,8 +207,12 @@ def rollout(
       True
     """
     check_bool(where, "time_major", time_major)
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        fail(where, "num_steps", "be a positive int", repr(num_steps), TypeError)
+    num_steps = check_int(where, "num_steps", num_steps)
+    check_callable(where, "readout", readout, optional=True)
+    check_callable(where, "embed", embed, optional=True)
+    if end_token is not None:
+        end_token = check_token(where, "end_token", end_token)
+    pad_token = check_token(where, "pad_token", pad_token)
     if isinstance(choose, str):
         if choose not in CHOOSERS:
             options = ", ".join(repr(c) for c in CHOOSERS)
@@ -212,9 +221,8 @@ def rollout(
             fail(where, "key", "be a PRNG key with choose='sample'", "None", TypeError)
         if choose != "sample" and key is not None:
             fail(where, "key", f"be None with choose={choose!r} (it is not random)", "a key")
-        # a traced temperature (sampled under jit with it as an argument) is not checked
-        if choose == "sample" and isinstance(temperature, (int, float)) and not temperature > 0:
-            fail(where, "temperature", "be > 0", repr(temperature))
+        if choose == "sample":  # a traced temperature's value is not checked
+            check_number(where, "temperature", temperature, "be > 0", lambda t: t > 0)
         builtin = CHOOSERS[choose]
 
         def choose_fn(scores, k):
@@ -300,6 +308,9 @@ def decoded_lengths(tokens: ArrayLike, end_token: int) -> jax.Array:
     tokens = check_array("decoded_lengths", "tokens", tokens)
     if tokens.ndim < 1:
         fail("decoded_lengths", "tokens", "have shape (time, ...)", shape_text(tokens.shape))
+    if not jnp.issubdtype(tokens.dtype, jnp.integer):
+        fail("decoded_lengths", "tokens", "have an integer dtype", str(tokens.dtype), TypeError)
+    end_token = check_token("decoded_lengths", "end_token", end_token)
     is_end = tokens == end_token
     first = jnp.argmax(is_end, axis=0)
     return jnp.where(jnp.any(is_end, axis=0), first + 1, tokens.shape[0]).astype(jnp.int32)

@@ -19,7 +19,17 @@ from jax.nn import initializers
 from jax.typing import ArrayLike
 
 from jaxrnn.cells.base import LECUN_NORMAL, Initializer, affine
-from jaxrnn.core.checks import check_array, check_choice, check_features, fail
+from jaxrnn.core.checks import (
+    check_array,
+    check_bool,
+    check_choice,
+    check_features,
+    check_floating,
+    check_floating_dtype,
+    check_int,
+    check_key,
+    fail,
+)
 from jaxrnn.core.params import params_class
 
 __all__ = ["ACTIVATIONS", "ReadoutParams", "init_readout", "readout"]
@@ -86,9 +96,12 @@ def init_readout(
       >>> print(jaxrnn.heads.init_readout(jax.random.key(0), 8, 3))
       ReadoutParams(w_y=float32[8,3], b_y=float32[3])
     """
-    for name, size in (("input_size", input_size), ("output_size", output_size)):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            fail("init_readout", name, "be a positive int", repr(size), TypeError)
+    where = "init_readout"
+    check_key(where, key, optional=False)
+    input_size = check_int(where, "input_size", input_size)
+    output_size = check_int(where, "output_size", output_size)
+    check_bool(where, "bias", bias)
+    dtype = check_floating_dtype(where, "dtype", dtype)
     kw, kb = jax.random.split(key)
     return ReadoutParams(
         w_y=kernel_init(kw, (input_size, output_size), dtype),
@@ -127,5 +140,6 @@ def readout(params: ReadoutParams, h: ArrayLike, activation: str = "identity") -
         fail("readout", "params", "be ReadoutParams", type(params).__name__, TypeError)
     check_choice("readout", "activation", activation, tuple(ACTIVATIONS))
     h = check_array("readout", "h", h)
+    check_floating("readout", "h", h)
     check_features("readout", "h", h, (params.input_size,), (), ("input_size",))
     return ACTIVATIONS[activation](affine(h, params.w_y, params.b_y))

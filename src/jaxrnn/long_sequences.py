@@ -28,9 +28,19 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
-from jaxrnn.core.checks import check_array, check_features, check_floating, fail, shape_text
+from jaxrnn.core.checks import (
+    check_array,
+    check_callable,
+    check_features,
+    check_floating,
+    check_int,
+    fail,
+    shape_text,
+)
+from jaxrnn.core.params import describe
 from jaxrnn.core.unrolling import cell_step, check_carry, check_params, init_carry
 
 __all__ = [
@@ -107,6 +117,8 @@ def chunk_lengths(lengths: ArrayLike, num_chunks: int, chunk_size: int) -> jax.A
     lengths = check_array("chunk_lengths", "lengths", lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         fail("chunk_lengths", "lengths", "have an integer dtype", str(lengths.dtype), TypeError)
+    num_chunks = check_int("chunk_lengths", "num_chunks", num_chunks)
+    chunk_size = check_int("chunk_lengths", "chunk_size", chunk_size)
     starts = (jnp.arange(num_chunks) * chunk_size).reshape((num_chunks,) + (1,) * lengths.ndim)
     return jnp.clip(lengths - starts, 0, chunk_size).astype(lengths.dtype)
 
@@ -163,6 +175,18 @@ def truncated_bptt(
       >>> losses.shape, grads.w_h.shape
       ((4,), (8, 24))
     """
+    check_callable("truncated_bptt", "loss_fn", loss_fn)
+    leaves = jax.tree.leaves(chunks)
+    arrays = all(isinstance(leaf, jax.Array | np.ndarray) for leaf in leaves)
+    leading = {jnp.shape(leaf)[:1] for leaf in leaves}
+    if not arrays or len(leading) != 1 or () in leading:
+        fail(
+            "truncated_bptt",
+            "chunks",
+            "be a pytree of arrays with one leading num_chunks axis (see split_chunks)",
+            describe(chunks),
+            ValueError if arrays else TypeError,
+        )
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def body(state, chunk):

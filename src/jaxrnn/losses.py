@@ -25,6 +25,7 @@ from jaxrnn.core.checks import (
     check_array,
     check_bool,
     check_choice,
+    check_floating,
     check_lengths,
     fail,
     shape_text,
@@ -126,6 +127,7 @@ def _check_pair(
     """Two arrays of one shape ``(time, ..., num_outputs)`` (``(..., time, num_outputs)``
     batch-major), returned time-major."""
     a, b = check_array(where, a_name, a), check_array(where, b_name, b)
+    check_floating(where, a_name, a)
     check_bool(where, "time_major", time_major)
     if a.ndim < 2:
         expected = "(time, ..., num_outputs)" if time_major else "(..., time, num_outputs)"
@@ -161,7 +163,8 @@ def sequence_binary_cross_entropy(
     Args:
       logits: ``(time, *batch, num_outputs)``, pre-sigmoid scores (a readout with
         ``activation="identity"``).
-      labels: same shape, targets in ``[0, 1]``.
+      labels: same shape, targets in ``[0, 1]`` (any real dtype: integer 0/1 labels are
+        promoted to the logits' dtype).
       lengths: integer ``batch`` shape; steps ``t >= lengths`` are ignored.
       reduction: ``"sum"``, ``"mean"`` (over valid steps) or ``"none"`` (see
         [`masked_reduce`][jaxrnn.losses.masked_reduce]).
@@ -234,6 +237,7 @@ def sequence_softmax_cross_entropy(
     """
     where = "sequence_softmax_cross_entropy"
     logits = check_array(where, "logits", logits)
+    check_floating(where, "logits", logits)
     labels = check_array(where, "labels", labels)
     check_bool(where, "time_major", time_major)
     if logits.ndim < 2:
@@ -273,7 +277,7 @@ def sequence_mean_squared_error(
 
     Args:
       predictions: ``(time, *batch, num_outputs)``.
-      targets: same shape.
+      targets: same shape, any real dtype (promoted to the predictions' dtype).
       lengths: integer ``batch`` shape; steps ``t >= lengths`` are ignored.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 

@@ -125,6 +125,8 @@ def _check_ys(where: str, ys: Any, lengths: Any, time_major: bool) -> tuple[jax.
     lengths, just before one feature axis.
     """
     ys = check_array(where, "ys", ys)
+    if ys.dtype == jnp.bool_:  # integers pool exactly; a mask is not an output
+        fail(where, "ys", "have a numeric dtype (not bool)", "bool", TypeError)
     check_bool(where, "time_major", time_major)
     if not time_major:
         if lengths is not None and not isinstance(lengths, np.ndarray | np.generic):
@@ -160,7 +162,8 @@ def pool_last(
     only one step), so prefer [`final_hidden`][jaxrnn.pooling.final_hidden] there.
 
     Args:
-      ys: outputs ``(time, *batch, ...)``.
+      ys: outputs ``(time, *batch, ...)`` of any numeric dtype (integers pool exactly; a
+        bool mask is refused).
       lengths: integer ``batch`` shape (a prefix of ``ys.shape[1:]``); ``None`` means
         every sequence has all ``time`` steps, giving ``ys[-1]``.
 
@@ -197,7 +200,8 @@ def pool_mean(
     $$
 
     Args:
-      ys: outputs ``(time, *batch, ...)``.
+      ys: outputs ``(time, *batch, ...)`` of any numeric dtype (integers pool exactly; a
+        bool mask is refused).
       lengths: integer ``batch`` shape, or ``None`` for all steps.
 
       time_major: ``False`` for batch-major ``ys`` ``(*batch, time, features)``, as
@@ -229,7 +233,8 @@ def pool_max(
     $$
 
     Args:
-      ys: outputs ``(time, *batch, ...)``.
+      ys: outputs ``(time, *batch, ...)`` of any numeric dtype (integers pool exactly; a
+        bool mask is refused).
       lengths: integer ``batch`` shape, or ``None`` for all steps.
 
       time_major: ``False`` for batch-major ``ys`` ``(*batch, time, features)``, as

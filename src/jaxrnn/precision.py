@@ -38,7 +38,7 @@ import jax.numpy as jnp
 
 from jaxrnn.cells import Cell, LSTMState
 from jaxrnn.cells.base import WrappedCell
-from jaxrnn.core.checks import fail
+from jaxrnn.core.checks import check_floating_dtype, fail
 from jaxrnn.core.params import params_class, static_field
 
 __all__ = ["MixedPrecision", "cast_params", "full_precision", "mixed_precision"]
@@ -64,19 +64,13 @@ def cast_params(params: Any, dtype: Any) -> Any:
       >>> cast_params(params, jnp.bfloat16).w_h.dtype
       dtype(bfloat16)
     """
-    _check_floating_dtype("cast_params", dtype)
+    dtype = check_floating_dtype("cast_params", "dtype", dtype)
+    for leaf in jax.tree.leaves(params):
+        if not hasattr(leaf, "dtype"):
+            expected = "be a pytree of arrays"
+            fail("cast_params", "params", expected, type(leaf).__name__, TypeError)
 
     return jax.tree.map(lambda x: _to_compute(x, dtype), params)
-
-
-def _check_floating_dtype(where: str, dtype: Any) -> jnp.dtype:
-    try:
-        dtype = jnp.dtype(dtype)
-    except TypeError:
-        fail(where, "dtype", "be a floating dtype", repr(dtype), TypeError)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        fail(where, "dtype", "be a floating dtype", str(dtype), TypeError)
-    return dtype
 
 
 def _to_compute(x: jax.Array, dtype: Any) -> jax.Array:
@@ -176,7 +170,7 @@ def mixed_precision(params: Any, compute_dtype: Any = jnp.bfloat16) -> Any:
     """
     if not hasattr(params, "initial_carry"):
         fail("mixed_precision", "params", "be jaxrnn params", type(params).__name__, TypeError)
-    dtype = _check_floating_dtype("mixed_precision", compute_dtype)
+    dtype = check_floating_dtype("mixed_precision", "compute_dtype", compute_dtype)
     return _map_cells(lambda cell: _wrap(cell, dtype), params)
 
 
@@ -210,6 +204,9 @@ def full_precision(params: Any) -> Any:
       >>> full_precision(mixed_precision(params)) == params
       True
     """
+
+    if not hasattr(params, "initial_carry"):
+        fail("full_precision", "params", "be jaxrnn params", type(params).__name__, TypeError)
 
     def unwrap(cell: Any) -> Any:
         return cell.cell if isinstance(cell, MixedPrecision) else cell

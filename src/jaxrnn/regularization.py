@@ -15,7 +15,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn.cells.base import Unwrapped, WrappedCell
-from jaxrnn.core.checks import check_rate, fail
+from jaxrnn.core.checks import (
+    check_array,
+    check_features,
+    check_floating,
+    check_key,
+    check_rate,
+    fail,
+)
 from jaxrnn.core.composites import map_cells
 from jaxrnn.core.dropout import dropout
 from jaxrnn.core.params import params_class, static_field
@@ -167,8 +174,14 @@ def draw_masks(params: Regularized, xs: jax.Array, key: jax.Array) -> Masks:
     ``1 / (1 - rate)``) and drawn once per sequence, zoneout masks (1 keeps the previous
     value) anew at every step.
     """
+    where = "draw_masks"
+    if not isinstance(params, Regularized):
+        fail(where, "params", "be Regularized (from regularize)", type(params).__name__, TypeError)
+    xs = check_array(where, "xs", xs)
+    check_floating(where, "xs", xs)
+    batch_shape = check_features(where, "xs", xs, params.input_shape, ("time",))
+    check_key(where, key, optional=False)
     num_steps, dtype = xs.shape[0], xs.dtype
-    batch_shape = xs.shape[1 : xs.ndim - len(params.input_shape)]
     carry = jax.eval_shape(lambda: params.initial_carry(batch_shape, dtype))
     keys = dict(zip(RATES, jax.random.split(key, len(RATES)), strict=True))
 

@@ -18,7 +18,7 @@ import jax
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxrnn.core.checks import fail
+from jaxrnn.core.checks import check_int, fail
 
 __all__ = ["batch_sharding", "gate_sharding", "optimizer_sharding", "replicated"]
 
@@ -26,7 +26,14 @@ __all__ = ["batch_sharding", "gate_sharding", "optimizer_sharding", "replicated"
 _GATE_FIELDS = ("w_x", "w_h", "b_x", "b_h")
 
 
+def _check_mesh(where: str, mesh: Any) -> None:
+    if not isinstance(mesh, Mesh):
+        expected = "be a jax.sharding.Mesh (jax.make_mesh(...))"
+        fail(where, "mesh", expected, type(mesh).__name__, TypeError)
+
+
 def _check_axis(where: str, mesh: Mesh, axis: str) -> None:
+    _check_mesh(where, mesh)
     if axis not in mesh.axis_names:
         fail(where, "axis", f"be an axis of the mesh {tuple(mesh.axis_names)}", repr(axis))
 
@@ -53,6 +60,7 @@ def batch_sharding(mesh: Mesh, axis: str = "data", batch_dim: int = 1) -> NamedS
       P(None, 'data')
     """
     _check_axis("batch_sharding", mesh, axis)
+    batch_dim = check_int("batch_sharding", "batch_dim", batch_dim, minimum=0)
     return NamedSharding(mesh, PartitionSpec(*([None] * batch_dim), axis))
 
 
@@ -64,6 +72,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
       >>> replicated(jax.make_mesh((1,), ("data",))).spec
       P()
     """
+    _check_mesh("replicated", mesh)
     return NamedSharding(mesh, PartitionSpec())
 
 
@@ -96,6 +105,8 @@ def gate_sharding(params: Any, mesh: Mesh, axis: str = "model") -> Any:
       >>> gate_sharding(params, mesh).w_h.spec
       P(None, 'model')
     """
+    if not hasattr(params, "initial_carry"):
+        fail("gate_sharding", "params", "be jaxrnn params", type(params).__name__, TypeError)
     _check_axis("gate_sharding", mesh, axis)
     size = mesh.shape[axis]
 

@@ -31,7 +31,7 @@ import optax  # type: ignore[import-untyped]
 from flax import serialization
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
-from jaxrnn.core.checks import check_bool, check_key, fail
+from jaxrnn.core.checks import check_bool, check_callable, check_int, check_key, check_number, fail
 
 __all__ = [
     "StepMetrics",
@@ -132,12 +132,20 @@ def make_train_step(
       >>> int(state.step)
       1
     """
+    where = "make_train_step"
+    check_callable(where, "loss_fn", loss_fn)
+    if not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        expected = "be an optax optimizer (optax.adam(1e-3), ...)"
+        fail(where, "optimizer", expected, type(optimizer).__name__, TypeError)
     if key is not None:
-        check_key("make_train_step", key)
-    check_bool("make_train_step", "pass_step", pass_step)
+        check_key(where, key)
+    check_bool(where, "has_aux", has_aux)
+    check_bool(where, "jit", jit)
+    check_bool(where, "pass_step", pass_step)
     if max_grad_norm is not None:
-        if not max_grad_norm > 0:
-            fail("make_train_step", "max_grad_norm", "be > 0 or None", repr(max_grad_norm))
+        check_number(where, "max_grad_norm", max_grad_norm, "be > 0 or None", lambda c: c > 0)
         optimizer = optax.chain(optax.clip_by_global_norm(max_grad_norm), optimizer)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=has_aux)
 
@@ -211,8 +219,16 @@ def fit(
       >>> len(history), history[-1] < 0.01 * history[0]
       (100, True)
     """
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 0:
-        fail("fit", "num_epochs", "be a non-negative int", repr(num_epochs), TypeError)
+    if not isinstance(train, TrainStep):
+        fail(
+            "fit", "train", "be a TrainStep (from make_train_step)", type(train).__name__, TypeError
+        )
+    if not isinstance(state, TrainState):
+        expected = "be a TrainState (from train.init(params))"
+        fail("fit", "state", expected, type(state).__name__, TypeError)
+    num_epochs = check_int("fit", "num_epochs", num_epochs, minimum=0)
+    log_every = check_int("fit", "log_every", log_every)
+    check_bool("fit", "progress", progress)
     if not callable(batches) and not isinstance(batches, Sequence):
         fail(
             "fit",

@@ -24,7 +24,10 @@ from jaxrnn.attention.scores import (
 )
 from jaxrnn.cells.base import Unwrapped, WrappedCell
 from jaxrnn.core.checks import (
+    check_bool,
     check_choice,
+    check_floating_dtype,
+    check_key,
     check_rate,
     fail,
     shape_text,
@@ -321,8 +324,11 @@ def init_attention_cell(
       ((7, 2, 10), False)
     """
     where = "init_attention_cell"
+    check_key(where, key, optional=False)
     check_choice(where, "kind", kind, ATTENTION_KINDS)
     check_size(where, "hidden_size", hidden_size)
+    check_bool(where, "input_feeding", input_feeding)
+    dtype = check_floating_dtype(where, "dtype", dtype)
     if attentional_size is not None and kind == "bahdanau":
         fail(
             where, "attentional_size", "be None unless kind is a Luong kind", repr(attentional_size)

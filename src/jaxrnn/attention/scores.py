@@ -15,6 +15,9 @@ from jaxrnn.core.checks import (
     check_choice,
     check_features,
     check_floating,
+    check_floating_dtype,
+    check_int,
+    check_key,
     check_lengths,
     fail,
     shape_text,
@@ -36,9 +39,8 @@ __all__ = [
 ATTENTION_KINDS = ("bahdanau", "luong_dot", "luong_general")
 
 
-def check_size(where: str, name: str, size: Any) -> None:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        fail(where, name, "be a positive int", repr(size), TypeError)
+def check_size(where: str, name: str, size: Any) -> int:
+    return int(check_int(where, name, size))
 
 
 @params_class
@@ -95,9 +97,11 @@ def init_attention(
       ((8, 5), (6, 5), (5,))
     """
     where = "init_attention"
+    check_key(where, key, optional=False)
     check_choice(where, "kind", kind, ATTENTION_KINDS)
-    check_size(where, "query_size", query_size)
-    check_size(where, "memory_size", memory_size)
+    query_size = check_size(where, "query_size", query_size)
+    memory_size = check_size(where, "memory_size", memory_size)
+    dtype = check_floating_dtype(where, "dtype", dtype)
     if attention_size is not None and kind != "bahdanau":
         fail(where, "attention_size", "be None unless kind='bahdanau'", repr(attention_size))
     if kind == "luong_dot" and memory_size != query_size:
@@ -247,6 +251,7 @@ def attend(
         fail(where, "params", "be AttentionParams", type(params).__name__, TypeError)
     memory, lengths = check_memory(where, params, memory, memory_lengths)
     query = check_array(where, "query", query)
+    check_floating(where, "query", query)
     batch_shape = check_features(where, "query", query, (params.query_size,), (), ("query_size",))
     if batch_shape != memory.shape[1:-1]:
         fail(

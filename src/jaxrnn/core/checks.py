@@ -8,7 +8,7 @@ look at shapes, dtypes and tree structure only, so they run at trace time under 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import jax
@@ -168,3 +168,79 @@ def time_first(x: jax.Array, time_major: bool, feature_dims: int) -> jax.Array:
     """``x`` with time first: unchanged when ``time_major``, else its time axis (the one
     before the ``feature_dims`` trailing feature axes) moved to the front."""
     return x if time_major else jnp.moveaxis(x, x.ndim - 1 - feature_dims, 0)
+
+
+def check_int(
+    where: str, argument: str, value: Any, *, minimum: int = 1, optional: bool = False
+) -> Any:
+    """A count or size: an int (NumPy's too, not a bool) ``>= minimum``, returned as an
+    int; ``TypeError`` for a non-int, ``ValueError`` for one below ``minimum``. With
+    ``optional``, ``None`` is returned as it came."""
+    if optional and value is None:
+        return None
+    kind = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+    expected = f"be {kind}" + (" or None" if optional else "")
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        fail(where, argument, expected, repr(value), TypeError)
+    if value < minimum:
+        fail(where, argument, expected, repr(value))
+    return int(value)
+
+
+def check_number(
+    where: str,
+    argument: str,
+    value: Any,
+    expected: str,
+    valid: Callable[[float], bool] = lambda _: True,
+    *,
+    optional: bool = False,
+) -> Any:
+    """A real number (NumPy's too, not a bool) for which ``valid`` holds; ``expected``
+    says which (``"be > 0"``). A scalar JAX array passes unchecked: under ``jit`` it may be
+    traced, so its value is unknown. With ``optional``, ``None`` passes too."""
+    if optional and value is None:
+        return None
+    if isinstance(value, jax.Array) and value.ndim == 0:
+        dtype = value.dtype
+        if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+            fail(where, argument, expected, f"an array of dtype {dtype}", TypeError)
+        return value
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        fail(where, argument, expected, repr(value), TypeError)
+    if not valid(float(value)):
+        fail(where, argument, expected, repr(value))
+    return value
+
+
+def check_floating_dtype(where: str, argument: str, dtype: Any) -> Any:
+    """A real floating dtype (``jnp.bfloat16``, ``"float32"``), returned as a ``jnp.dtype``.
+    ``None`` is refused: NumPy would read it as float64, silently."""
+    try:
+        resolved = jnp.dtype(dtype) if dtype is not None else None
+    except TypeError:
+        resolved = None
+    if resolved is None:
+        fail(where, argument, "be a floating dtype", repr(dtype), TypeError)
+    if not jnp.issubdtype(resolved, jnp.floating):
+        fail(where, argument, "be a floating dtype", str(resolved), TypeError)
+    return resolved
+
+
+def check_token(where: str, argument: str, token: Any, vocab_size: int | None = None) -> int:
+    """A token id: an int (NumPy's too, not a bool) in ``[0, vocab_size)``, or ``>= 0``
+    when the vocabulary is not known."""
+    expected = "be a token id, an int" + (
+        f" in [0, vocab_size={vocab_size})" if vocab_size is not None else " >= 0"
+    )
+    if isinstance(token, bool | np.bool_) or not isinstance(token, numbers.Integral):
+        fail(where, argument, expected, repr(token), TypeError)
+    if int(token) < 0 or (vocab_size is not None and int(token) >= vocab_size):
+        fail(where, argument, expected, repr(token))
+    return int(token)
+
+
+def check_callable(where: str, argument: str, value: Any, optional: bool = False) -> None:
+    if not callable(value) and not (optional and value is None):
+        expected = "be a function" + (" or None" if optional else "")
+        fail(where, argument, expected, type(value).__name__, TypeError)

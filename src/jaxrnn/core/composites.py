@@ -161,6 +161,9 @@ def stack(layers: Sequence[Any], *, dropout: float = 0.0) -> Stack:
       >>> len(jaxrnn.init_carry(deep, batch_shape=(4,)))
       2
     """
+    if isinstance(layers, str) or not hasattr(layers, "__iter__"):
+        expected = "be a non-empty sequence of params"
+        fail("stack", "layers", expected, type(layers).__name__, TypeError)
     layers = tuple(layers)
     if not layers:
         fail("stack", "layers", "be a non-empty sequence of params", "an empty sequence")

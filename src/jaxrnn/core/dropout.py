@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
-
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.core.checks import check_rate
+from jaxrnn.core.checks import check_array, check_floating, check_key, check_rate
 
 
 def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:
@@ -31,7 +29,10 @@ def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:
       >>> bool(jnp.all((y == 0) | (y == 2)))
       True
     """
-    if isinstance(rate, numbers.Real):  # a traced rate cannot be checked here
+    check_key("dropout", key, optional=False)
+    x = check_array("dropout", "x", x)
+    check_floating("dropout", "x", x)
+    if not isinstance(rate, jax.Array):  # a traced rate cannot be checked here
         rate = check_rate("dropout", "rate", rate)
     if rate == 0.0:
         return x

@@ -7,11 +7,10 @@ import numbers
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn.cells import CELL_INITS
-from jaxrnn.core.checks import check_bool, check_key, check_rate, fail
+from jaxrnn.core.checks import check_bool, check_floating_dtype, check_key, check_rate, fail
 from jaxrnn.core.composites import bidirectional as make_bidirectional
 from jaxrnn.core.composites import stack
 
@@ -38,12 +37,7 @@ def _check_cell_options(cell: str, options: dict[str, Any], hidden_size: int) ->
     if "bias" in options:
         check_bool("init_params", "bias", options["bias"])
     if "dtype" in options:
-        try:
-            dtype = jnp.dtype(options["dtype"])
-        except TypeError:
-            fail("init_params", "dtype", "be a floating dtype", repr(options["dtype"]), TypeError)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            fail("init_params", "dtype", "be a floating dtype", str(dtype), TypeError)
+        check_floating_dtype("init_params", "dtype", options["dtype"])
     if cell == "lstm" and "proj_size" in options:
         proj_size = options["proj_size"]
         if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
@@ -165,6 +159,7 @@ def init_params(
     input_size = _check_size("input_size", input_size)
     hidden_size = _check_size("hidden_size", hidden_size)
     num_layers = _check_size("num_layers", num_layers)
+    check_bool("init_params", "bidirectional", bidirectional)
     _check_cell_options(cell, cell_options, hidden_size)
     dropout = check_rate("init_params", "dropout", dropout)
     if num_layers == 1 and dropout:

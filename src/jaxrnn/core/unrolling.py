@@ -77,25 +77,36 @@ def init_carry(params: Any, batch_shape: tuple[int, ...] = ()) -> Any:
       (2, 5)
     """
     check_params("init_carry", params)
-    try:
-        batch_shape = tuple(int(d) for d in batch_shape)
-    except TypeError:
+    # A list is taken as a shape, as NumPy does; a float entry is refused, not truncated.
+    if not isinstance(batch_shape, tuple | list) or not all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool | np.bool_) for d in batch_shape
+    ):
         fail("init_carry", "batch_shape", "be a tuple of ints", repr(batch_shape), TypeError)
+    batch_shape = tuple(int(d) for d in batch_shape)
     if any(d < 0 for d in batch_shape):
         fail("init_carry", "batch_shape", "be a tuple of ints >= 0", repr(batch_shape))
     return params.initial_carry(batch_shape, param_dtype(params))
 
 
-def check_carry(where: str, params: Any, carry: Any, batch_shape: tuple[int, ...]) -> None:
+def check_carry(
+    where: str,
+    params: Any,
+    carry: Any,
+    batch_shape: tuple[int, ...],
+    argument: str = "carry",
+    of: str = "params",
+) -> None:
+    """``carry`` must be like ``init_carry(params, batch_shape)``, with real floating
+    leaves; ``argument`` and ``of`` name the carry and the params in the messages."""
     expected = jax.eval_shape(lambda: init_carry(params, batch_shape))
-    hint = f"init_carry(params, batch_shape={batch_shape})"
-    check_tree_like(where, "carry", carry, expected, hint)
+    hint = f"init_carry({of}, batch_shape={batch_shape})"
+    check_tree_like(where, argument, carry, expected, hint)
     # The carry keeps its dtype from step to step, so an integer carry would truncate the
     # state to integers at every step: refuse it instead of computing something else.
     for leaf in jax.tree.leaves(carry):
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.floating):
-            fail(where, "carry", f"have real floating leaves like {hint}", str(dtype), TypeError)
+            fail(where, argument, f"have real floating leaves like {hint}", str(dtype), TypeError)
 
 
 def step(params: Any, carry: Any, x: Any) -> tuple[Any, jax.Array]:

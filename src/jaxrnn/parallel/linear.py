@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxrnn.cells.linear import LinearCell
-from jaxrnn.core.checks import check_array, check_choice, fail
+from jaxrnn.core.checks import check_array, check_bool, check_choice, check_int, fail, shape_text
 from jaxrnn.core.methods import Method, Run, expand_mask
 
 __all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "Parallel", "linear_scan"]
@@ -116,7 +116,17 @@ def linear_scan(
     b = check_array("linear_scan", "b", b)
     if a.shape != b.shape or a.ndim == 0:
         fail("linear_scan", "a", f"have the shape of b {b.shape} with a time axis", str(a.shape))
+    for name, x in (("a", a), ("b", b)):
+        if not jnp.issubdtype(x.dtype, jnp.inexact):
+            fail("linear_scan", name, "have a floating or complex dtype", str(x.dtype), TypeError)
     check_choice("linear_scan", "strategy", strategy, STRATEGIES)
+    check_bool("linear_scan", "reverse", reverse)
+    chunk_size = check_int("linear_scan", "chunk_size", chunk_size, optional=True)
+    if h0 is not None:
+        h0 = check_array("linear_scan", "h0", h0)
+        if h0.shape != b.shape[1:]:
+            expected = f"have the shape of one step of b {shape_text(b.shape[1:])} or be None"
+            fail("linear_scan", "h0", expected, shape_text(h0.shape))
     if reverse:
         a, b = a[::-1], b[::-1]
     if h0 is not None:
@@ -174,9 +184,7 @@ class Parallel(Method):
     def __post_init__(self) -> None:
         if self.strategy is not None:
             check_choice("Parallel", "strategy", self.strategy, STRATEGIES)
-        size = self.chunk_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            fail("Parallel", "chunk_size", "be a positive int or None", repr(size), TypeError)
+        check_int("Parallel", "chunk_size", self.chunk_size, optional=True)
 
     def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, jax.Array]:
         if not isinstance(cell, LinearCell):

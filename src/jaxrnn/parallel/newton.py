@@ -25,10 +25,13 @@ from jax.typing import ArrayLike
 
 from jaxrnn.core.checks import (
     check_array,
+    check_bool,
     check_choice,
     check_features,
     check_floating,
+    check_int,
     check_lengths,
+    check_number,
     fail,
 )
 from jaxrnn.core.methods import Method, Run, expand_mask
@@ -526,14 +529,10 @@ def _check_options(
     """The checks of ``DEER``'s fields, shared by ``deer_unroll`` (named in the message)."""
     check_choice(where, "variant", variant, VARIANTS)
     check_choice(where, "on_failure", on_failure, ON_FAILURE)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int):
-        fail(where, "max_iter", "be a positive int", repr(max_iter), TypeError)
-    if max_iter < 1:
-        fail(where, "max_iter", "be a positive int", repr(max_iter))
-    if tol is not None and not tol > 0:
-        fail(where, "tol", "be positive or None", repr(tol))
-    if not damping >= 0:
-        fail(where, "damping", "be >= 0", repr(damping))
+    check_int(where, "max_iter", max_iter)
+    check_number(where, "tol", tol, "be positive or None", lambda t: t > 0, optional=True)
+    # damping=inf is J = 0: the fixed-point (Picard) iteration, a valid limit.
+    check_number(where, "damping", damping, "be >= 0", lambda d: d >= 0)
     if trust_region is not None and (
         isinstance(trust_region, bool) or not isinstance(trust_region, numbers.Real)
     ):
@@ -669,7 +668,7 @@ def deer_unroll(
         steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * len(batch_shape))
         valid = steps < lengths
         xs = jnp.where(expand_mask(valid, xs), xs, jnp.zeros_like(xs))
-    run = Run(valid, bool(reverse), None, config)
+    run = Run(valid, check_bool("deer_unroll", "reverse", reverse), None, config)
     return _deer_cell(params, carry, xs, run, config)
 
 

@@ -7,8 +7,10 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxrnn.core.checks import (
+    check_int,
     check_key,
     check_lengths,
+    check_token,
     fail,
     shape_text,
 )
@@ -35,6 +37,17 @@ __all__ = [
 ]
 
 
+def _check_decoding_options(
+    where: str, params: Seq2SeqParams, max_length, start_token, end_token, pad_token
+) -> None:
+    """Static options of the decoders: the tokens are ids of the target vocabulary."""
+    check_int(where, "max_length", max_length)
+    vocab_size = params.readout.output_size
+    tokens = {"start_token": start_token, "end_token": end_token, "pad_token": pad_token}
+    for name, token in tokens.items():
+        check_token(where, name, token, vocab_size)
+
+
 def _decode(
     where: str,
     params,
@@ -51,6 +64,7 @@ def _decode(
     time_major,
 ) -> tuple[jax.Array, jax.Array]:
     check_model(where, params)
+    _check_decoding_options(where, params, max_length, start_token, end_token, pad_token)
     source = time_first(where, "source", source, time_major)
     decoder, carry = start_decoding(params, source, source_lengths)
     batch_shape = source_batch_shape(source)
@@ -253,8 +267,8 @@ def beam_search(
     source = check_tokens(where, "source", time_first(where, "source", source, time_major))
     if source.ndim != 2:
         fail(where, "source", "have shape (time, batch)", shape_text(source.shape))
-    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-        fail(where, "beam_size", "be a positive int", repr(beam_size), TypeError)
+    check_int(where, "beam_size", beam_size)
+    _check_decoding_options(where, params, max_length, start_token, end_token, pad_token)
     batch = source.shape[1]
     if source_lengths is not None:
         check_lengths(where, source_lengths, (batch,), source.shape[0])

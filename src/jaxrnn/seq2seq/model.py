@@ -19,15 +19,17 @@ from jaxrnn.core.checks import (
     check_array,
     check_bool,
     check_choice,
+    check_int,
     check_key,
     check_rate,
+    check_token,
     fail,
     shape_text,
 )
 from jaxrnn.core.composites import Bidirectional, Stack
 from jaxrnn.core.initialization import init_params
 from jaxrnn.core.params import params_class, static_field
-from jaxrnn.core.unrolling import init_carry, unroll
+from jaxrnn.core.unrolling import check_carry, init_carry, unroll
 from jaxrnn.heads import ReadoutParams, init_readout, readout
 
 __all__ = [
@@ -200,6 +202,11 @@ def init_seq2seq(
       >>> type(params.decoder).__name__, params.decoder.attention.memory_size
       ('AttentionCell', 32)
     """
+    check_key("init_seq2seq", key, optional=False)
+    source_vocab_size = check_int("init_seq2seq", "source_vocab_size", source_vocab_size)
+    target_vocab_size = check_int("init_seq2seq", "target_vocab_size", target_vocab_size)
+    embed_size = check_int("init_seq2seq", "embed_size", embed_size, optional=True)
+    check_bool("init_seq2seq", "bidirectional_encoder", bidirectional_encoder)
     check_choice("init_seq2seq", "bridge", bridge, BRIDGES)
     dropout = check_rate("init_seq2seq", "dropout", dropout)
     if dropout and num_layers == 1:
@@ -441,6 +448,17 @@ def bridge_carry(params: Seq2SeqParams, encoder_carry: Any) -> Any:
       >>> [state.c.shape for state in jaxrnn.seq2seq.bridge_carry(params, carry)]
       [(3, 16), (3, 16)]
     """
+    check_model("bridge_carry", params)
+    leaves = jax.tree.leaves(encoder_carry)
+    batch_shape = jnp.shape(leaves[0])[:-1] if leaves else ()
+    check_carry(
+        "bridge_carry",
+        params.encoder,
+        encoder_carry,
+        batch_shape,
+        "encoder_carry",
+        "params.encoder",
+    )
     carries = []
     linear = params.bridge_params or ()
     for i, (layer, carry) in enumerate(
@@ -479,5 +497,6 @@ def shift_right(targets: ArrayLike, start_token: int) -> jax.Array:
       Array([2, 5, 6], dtype=int32)
     """
     targets = check_tokens("shift_right", "targets", targets)
+    start_token = check_token("shift_right", "start_token", start_token)
     start = jnp.full((1, *targets.shape[1:]), start_token, targets.dtype)
     return jnp.concatenate([start, targets[:-1]], axis=0)

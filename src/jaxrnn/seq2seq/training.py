@@ -14,7 +14,9 @@ from jaxrnn.attention import (
     unroll_with_alignments,
 )
 from jaxrnn.core.checks import (
+    check_bool,
     check_key,
+    check_token,
     fail,
 )
 from jaxrnn.core.unrolling import unroll
@@ -88,6 +90,8 @@ def seq2seq_logits(
       (4, 3, 10)
     """
     check_model("seq2seq_logits", params)
+    check_bool("seq2seq_logits", "time_major", time_major)
+    check_token("seq2seq_logits", "start_token", start_token, params.readout.output_size)
     if not time_major:
         source = time_first("seq2seq_logits", "source", source, time_major)
         targets = time_first("seq2seq_logits", "targets", targets, time_major)
@@ -172,6 +176,7 @@ def seq2seq_loss(
       True
     """
     check_model("seq2seq_loss", params)
+    check_token("seq2seq_loss", "start_token", start_token, params.readout.output_size)
     if key is not None:
         check_key("seq2seq_loss", key)
     source = time_first("seq2seq_loss", "source", source, time_major)
@@ -232,6 +237,7 @@ def seq2seq_alignments(
       ((4, 3, 7), True)
     """
     check_model("seq2seq_alignments", params)
+    check_token("seq2seq_alignments", "start_token", start_token, params.readout.output_size)
     if not isinstance(params.decoder, AttentionCell):
         fail(
             "seq2seq_alignments",
