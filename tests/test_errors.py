@@ -688,6 +688,26 @@ STATIC_CASES = [
         ValueError,
         r"^dropout: rate must be a number in \[0, 1\); got None$",
     ),
+    (
+        "learned-init-integer-carry0",
+        lambda: jaxrnn.carries.learned_init(GRU, jnp.zeros(4, jnp.int32)),
+        TypeError,
+        r"^learned_init: carry0 must have real floating leaves like "
+        r"init_carry\(params, batch_shape=\(\)\); got int32$",
+    ),
+    (
+        "carry-to-flax-not-a-carry",
+        lambda: jaxrnn.interop.flax.carry_to_flax("abc"),
+        TypeError,
+        r"^carry_to_flax: carry must be a jaxrnn LSTM or GRU carry \(LSTMState or array\); "
+        r"got 'abc'$",
+    ),
+    (
+        "carry-from-flax-three-tuple",
+        lambda: jaxrnn.interop.flax.carry_from_flax((XS, XS, XS)),
+        TypeError,
+        r"^carry_from_flax: carry must be a Flax carry \(\(c, h\) tuple or array\); got \(",
+    ),
 ]
 
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn.cells.base import Unwrapped, WrappedCell
-from jaxrnn.core.checks import check_tree_like, fail
+from jaxrnn.core.checks import fail
 from jaxrnn.core.composites import (
     Bidirectional,
     Composite,
@@ -18,7 +18,7 @@ from jaxrnn.core.composites import (
 )
 from jaxrnn.core.methods import Run
 from jaxrnn.core.params import params_class
-from jaxrnn.core.unrolling import init_carry, step
+from jaxrnn.core.unrolling import check_carry, init_carry, step
 
 __all__ = ["CarryOutputs", "LearnedInit", "learned_init", "with_carry_outputs"]
 
@@ -78,11 +78,10 @@ def learned_init(params: Any, carry0: Any = None) -> Any:
     """
     if not hasattr(params, "initial_carry"):
         fail("learned_init", "params", "be jaxrnn params", type(params).__name__, TypeError)
-    expected = init_carry(params, ())
     if carry0 is None:
-        carry0 = expected
+        carry0 = init_carry(params, ())
     else:
-        check_tree_like("learned_init", "carry0", carry0, expected, "init_carry(params, ())")
+        check_carry("learned_init", params, carry0, (), argument="carry0")
     return map_cells(LearnedInit, params, carry0)
 
 

@@ -57,6 +57,7 @@ from jax.typing import ArrayLike
 from jaxrnn.cells import GRUParams, LSTMParams, LSTMState
 from jaxrnn.core.checks import fail
 from jaxrnn.core.initialization import init_params
+from jaxrnn.core.params import describe
 from jaxrnn.core.unrolling import unroll as _unroll  # RNN.__call__ has an argument `unroll`
 
 __all__ = ["RNN", "LinenRNN", "carry_from_flax", "carry_to_flax", "from_flax", "to_flax"]
@@ -301,6 +302,14 @@ def carry_from_flax(carry: Any) -> Any:
     if isinstance(carry, tuple) and len(carry) == 2:
         c, h = carry
         return LSTMState(h=h, c=c)
+    if not isinstance(carry, jax.Array | np.ndarray):
+        fail(
+            "carry_from_flax",
+            "carry",
+            "be a Flax carry ((c, h) tuple or array)",
+            describe(carry),
+            TypeError,
+        )
     return carry
 
 
@@ -315,6 +324,14 @@ def carry_to_flax(carry: Any) -> Any:
     """
     if isinstance(carry, LSTMState):
         return (carry.c, carry.h)
+    if not isinstance(carry, jax.Array | np.ndarray):
+        fail(
+            "carry_to_flax",
+            "carry",
+            "be a jaxrnn LSTM or GRU carry (LSTMState or array)",
+            describe(carry),
+            TypeError,
+        )
     return carry
 
 
