@@ -164,3 +164,25 @@ def test_site_builds_without_warnings(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# `\begin{aligned}[i, f, g, o] &= ...` reads `[i, f, g, o]` as the environment's optional
+# argument (its vertical alignment): the left-hand side vanishes from the rendered
+# equation, with no error. Write `\begin{aligned} {[i, f, g, o]} &= ...`.
+EATEN_BRACKET = re.compile(r"\\+begin\{(?:aligned|alignedat|gathered|array)\}\s*\[")
+MATH_SOURCES = [
+    *PAGES,
+    *sorted((ROOT / "src" / "jaxrnn").rglob("*.py")),
+    *sorted((ROOT / "notebooks").glob("*.ipynb")),
+]
+
+
+def test_no_equation_starts_with_a_bracket():
+    """No math environment of the docs, docstrings or notebooks opens with ``[``."""
+    eaten = [
+        f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}"
+        for path in MATH_SOURCES
+        for text in [path.read_text(encoding="utf-8")]
+        for match in EATEN_BRACKET.finditer(text)
+    ]
+    assert not eaten, f"an equation's first bracket is read as an option at {eaten}"
