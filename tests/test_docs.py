@@ -164,6 +164,8 @@ def test_site_builds_without_warnings(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # The equations render offline: MathJax is served by the site, not fetched.
+    assert (tmp_path / "site" / "assets" / "mathjax" / "tex-chtml.js").is_file()
 
 
 # `\begin{aligned}[i, f, g, o] &= ...` reads `[i, f, g, o]` as the environment's optional
