@@ -152,7 +152,11 @@ def test_api_reference_lists_every_public_name():
 
 def test_site_builds_without_warnings(tmp_path):
     """``mkdocs build --strict``: a broken cross-reference, a bad docstring section or a
-    missing page fails it. Needs the ``dev`` extra; skipped without mkdocs."""
+    missing page fails it. Needs the ``dev`` extra; skipped without mkdocs.
+
+    The notebooks are rendered unexecuted here (``JAXRNN_DOCS_EXECUTE=0``): this checks the
+    build, and tests/test_notebooks.py executes them. CI's docs step builds the site with
+    them executed, then ``.ci/check_site.py`` looks at it in a browser."""
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings")
     pytest.importorskip("mkdocs_jupyter")
@@ -161,7 +165,7 @@ def test_site_builds_without_warnings(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1", "JAXRNN_DOCS_EXECUTE": "0"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # The equations render offline: MathJax is served by the site, not fetched.
