@@ -152,7 +152,11 @@ def test_api_reference_lists_every_public_name():
 
 def test_site_builds_without_warnings(tmp_path):
     """``mkdocs build --strict``: a broken cross-reference, a bad docstring section or a
-    missing page fails it. Needs the ``dev`` extra; skipped without mkdocs."""
+    missing page fails it. Needs the ``dev`` extra; skipped without mkdocs.
+
+    The notebooks are rendered unexecuted here (``JAXRNN_DOCS_EXECUTE=0``): this checks the
+    build, and tests/test_notebooks.py executes them. CI's docs step builds the site with
+    them executed, then ``.ci/check_site.py`` looks at it in a browser."""
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings")
     pytest.importorskip("mkdocs_jupyter")
@@ -161,6 +165,30 @@ def test_site_builds_without_warnings(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1", "JAXRNN_DOCS_EXECUTE": "0"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # The equations render offline: MathJax is served by the site, not fetched.
+    assert (tmp_path / "site" / "assets" / "mathjax" / "tex-chtml.js").is_file()
+
+
+# `\begin{aligned}[i, f, g, o] &= ...` reads `[i, f, g, o]` as the environment's optional
+# argument (its vertical alignment): the left-hand side vanishes from the rendered
+# equation, with no error. Write `\begin{aligned} {[i, f, g, o]} &= ...`.
+EATEN_BRACKET = re.compile(r"\\+begin\{(?:aligned|alignedat|gathered|array)\}\s*\[")
+MATH_SOURCES = [
+    *PAGES,
+    *sorted((ROOT / "src" / "jaxrnn").rglob("*.py")),
+    *sorted((ROOT / "notebooks").glob("*.ipynb")),
+]
+
+
+def test_no_equation_starts_with_a_bracket():
+    """No math environment of the docs, docstrings or notebooks opens with ``[``."""
+    eaten = [
+        f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}"
+        for path in MATH_SOURCES
+        for text in [path.read_text(encoding="utf-8")]
+        for match in EATEN_BRACKET.finditer(text)
+    ]
+    assert not eaten, f"an equation's first bracket is read as an option at {eaten}"

@@ -1,15 +1,23 @@
-"""Execute every notebook in notebooks/ and fail if any cell raises.
+"""Execute every notebook in notebooks/, on small budgets, and fail if any cell raises.
 
 The notebooks end with loose ``assert``s on their results, so a notebook that runs but
 no longer teaches what it says (a model that stops learning, two computations that stop
 agreeing) fails here too. Deselect with ``pytest -m "not notebooks"``.
+
+The kernels run with ``JAXRNN_NOTEBOOK_QUICK=1``, which the notebooks with long runs read:
+they train for fewer epochs, on fewer sequence lengths, time fewer sizes. Every cell still
+runs, and the final asserts hold on those budgets too. The full-size runs, whose outputs
+the docs site shows, are executed (and their asserts checked) by the docs build
+(``docs/_hooks/notebooks.py``), once per CI run.
+
+There is no time budget: a busy machine is slower, not wrong. ``HANG_GUARD_S`` only turns a
+hung kernel into a failure.
 """
 
 from __future__ import annotations
 
 import pathlib
 import sys
-import time
 
 import pytest
 
@@ -19,19 +27,22 @@ kernelspec = pytest.importorskip("ipykernel.kernelspec", reason="needs jaxrnn[no
 
 NOTEBOOKS_DIR = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-# A guard against hangs, per notebook. Each notebook needs at most a CPU-minute or two
-# (01: ~7 s, 02: ~100 s, 03: ~35 s, 04: ~15 s of CPU time); the margin is for shared machines.
-TIMEOUT_S = 600
+# Per cell, and for a kernel to start. Not a budget: in quick mode the longest cell needs
+# about 20 s of CPU time (whole notebooks: 01 ~8 s, 02 ~70 s, 03 ~30 s, 04 ~16 s, 05 ~50 s).
+HANG_GUARD_S = 30 * 60
 
 
 @pytest.fixture(scope="module")
 def kernel_spec_manager(tmp_path_factory):
     """A kernel spec that runs this interpreter, so the notebooks test this environment
-    and not whatever ``python3`` kernel happens to be installed for the user."""
+    and not whatever ``python3`` kernel happens to be installed for the user; in quick mode."""
     from jupyter_client.kernelspec import KernelSpecManager
 
     kernels_dir = tmp_path_factory.mktemp("kernels")
-    kernelspec.write_kernel_spec(kernels_dir / "python3", overrides={"argv": _kernel_argv()})
+    kernelspec.write_kernel_spec(
+        kernels_dir / "python3",
+        overrides={"argv": _kernel_argv(), "env": {"JAXRNN_NOTEBOOK_QUICK": "1"}},
+    )
     return KernelSpecManager(kernel_dirs=[str(kernels_dir)], ensure_native_kernel=False)
 
 
@@ -59,11 +70,10 @@ def test_notebook_runs(path, kernel_spec_manager):
     from jupyter_client.manager import AsyncKernelManager
 
     notebook = nbformat.read(path, as_version=4)
-    deadline = time.monotonic() + TIMEOUT_S
     client = nbclient.NotebookClient(
         notebook,
-        # nbclient's timeout is per cell: give each cell what is left of the notebook's budget.
-        timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
+        timeout=HANG_GUARD_S,
+        startup_timeout=HANG_GUARD_S,
         km=AsyncKernelManager(kernel_name="python3", kernel_spec_manager=kernel_spec_manager),
         resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},
     )

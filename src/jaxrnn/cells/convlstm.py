@@ -45,7 +45,7 @@ class ConvLSTMParams(Cell):
 
     $$
     \\begin{aligned}
-    [i, f, g, o] &= x_t * W_x + h_{t-1} * W_h + b \\\\
+    {[i, f, g, o]} &= x_t * W_x + h_{t-1} * W_h + b \\\\
     c_t &= \\sigma(f) \\odot c_{t-1} + \\sigma(i) \\odot \\tanh(g) \\\\
     h_t &= \\sigma(o) \\odot \\tanh(c_t)
     \\end{aligned}

@@ -33,7 +33,7 @@ class LSTMParams(Cell):
 
     $$
     \\begin{aligned}
-    [i, f, g, o] &= x_t W_x + b_x + h_{t-1} W_h + b_h \\\\
+    {[i, f, g, o]} &= x_t W_x + b_x + h_{t-1} W_h + b_h \\\\
     c_t &= \\sigma(f) \\odot c_{t-1} + \\sigma(i) \\odot \\tanh(g) \\\\
     h_t &= (\\sigma(o) \\odot \\tanh(c_t))\\, W_{proj} \\qquad (W_{proj} = I
     \\text{ when there is no projection})

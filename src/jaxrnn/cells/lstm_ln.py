@@ -26,7 +26,7 @@ class LayerNormLSTMParams(VectorCell):
 
     $$
     \\begin{aligned}
-    [i, f, g, o] &= \\mathrm{LN}(x_t W_x; \\gamma_x) + \\mathrm{LN}(h_{t-1} W_h;
+    {[i, f, g, o]} &= \\mathrm{LN}(x_t W_x; \\gamma_x) + \\mathrm{LN}(h_{t-1} W_h;
     \\gamma_h) + b \\\\
     c_t &= \\sigma(f) \\odot c_{t-1} + \\sigma(i) \\odot \\tanh(g) \\\\
     h_t &= \\sigma(o) \\odot \\tanh(\\mathrm{LN}(c_t; \\gamma_c) + \\beta_c)
