@@ -708,6 +708,48 @@ STATIC_CASES = [
         TypeError,
         r"^carry_from_flax: carry must be a Flax carry \(\(c, h\) tuple or array\); got \(",
     ),
+    (
+        "initializer-not-a-function",
+        lambda: jaxrnn.init_params(KEY, "gru", 3, 4, kernel_init="lecun_normal"),
+        TypeError,
+        r"^init_params: kernel_init must be a function; got str$",
+    ),
+    (
+        "forget-bias-not-a-number",
+        lambda: jaxrnn.init_params(KEY, "lstm", 3, 4, forget_bias=None),
+        TypeError,
+        r"^init_params: forget_bias must be a number; got None$",
+    ),
+    (
+        "layer-norm-epsilon-negative",
+        lambda: jaxrnn.init_params(KEY, "lstm_ln", 3, 4, epsilon=-1e-5),
+        ValueError,
+        r"^init_params: epsilon must be > 0; got -1e-05$",
+    ),
+    (
+        "lru-radius-not-a-number",
+        lambda: jaxrnn.init_params(KEY, "lru", 3, 4, r_min="0.5"),
+        TypeError,
+        r"^init_params: r_min must be a number; got '0.5'$",
+    ),
+    (
+        "reset-after-not-bool",
+        lambda: jaxrnn.init_params(KEY, "gru", 3, 4, reset_after="no"),
+        TypeError,
+        r"^init_params: reset_after must be a bool; got 'no'$",
+    ),
+    (
+        "optimizer-sharding-not-an-optimizer",
+        lambda: jaxrnn.sharding.optimizer_sharding(
+            "adam",
+            GRU,
+            jaxrnn.sharding.replicated(jax.make_mesh((1,), ("data",))),
+            jax.make_mesh((1,), ("data",)),
+        ),
+        TypeError,
+        r"^optimizer_sharding: optimizer must be an optax optimizer "
+        r"\(optax.adam\(1e-3\), \.\.\.\); got str$",
+    ),
 ]
 
 

@@ -170,6 +170,17 @@ def optimizer_sharding(
       >>> adam.count.spec, adam.mu.w_h.spec
       (P(), P(None, 'model'))
     """
+    _check_mesh("optimizer_sharding", mesh)
+    if not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        fail(
+            "optimizer_sharding",
+            "optimizer",
+            "be an optax optimizer (optax.adam(1e-3), ...)",
+            type(optimizer).__name__,
+            TypeError,
+        )
     leaf_shardings = jax.tree.map(
         lambda sharding, subtree: jax.tree.map(lambda _: sharding, subtree),
         params_sharding,

@@ -10,7 +10,15 @@ import jax
 import numpy as np
 
 from jaxrnn.cells import CELL_INITS
-from jaxrnn.core.checks import check_bool, check_floating_dtype, check_key, check_rate, fail
+from jaxrnn.core.checks import (
+    check_bool,
+    check_callable,
+    check_floating_dtype,
+    check_key,
+    check_number,
+    check_rate,
+    fail,
+)
 from jaxrnn.core.composites import bidirectional as make_bidirectional
 from jaxrnn.core.composites import stack
 
@@ -38,6 +46,16 @@ def _check_cell_options(cell: str, options: dict[str, Any], hidden_size: int) ->
         check_bool("init_params", "bias", options["bias"])
     if "dtype" in options:
         check_floating_dtype("init_params", "dtype", options["dtype"])
+    for name in ("kernel_init", "recurrent_init", "bias_init", "proj_init"):
+        if name in options:
+            check_callable("init_params", name, options[name])
+    if "reset_after" in options:
+        check_bool("init_params", "reset_after", options["reset_after"])
+    for name in ("forget_bias", "r_min", "r_max", "max_phase"):  # ranges: the cells check
+        if name in options:
+            check_number("init_params", name, options[name], "be a number")
+    if "epsilon" in options:
+        check_number("init_params", "epsilon", options["epsilon"], "be > 0", lambda e: e > 0)
     if cell == "lstm" and "proj_size" in options:
         proj_size = options["proj_size"]
         if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):

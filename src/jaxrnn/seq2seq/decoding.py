@@ -244,7 +244,9 @@ def beam_search(
       start_token: first decoder input.
       end_token: token that ends a sequence.
       pad_token: emitted after the end.
-      beam_size: hypotheses kept per sequence (``1`` is greedy decoding).
+      beam_size: hypotheses kept per sequence (``1`` is greedy decoding). It may exceed
+        the vocabulary: while fewer distinct hypotheses exist (``vocab ** step``), the
+        extra beams hold score ``-inf``.
       time_major: ``False`` for a batch-major ``source`` ``(batch, source_time)``; the
         tokens then come back ``(batch, max_length)``.
 
