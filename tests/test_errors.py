@@ -750,6 +750,24 @@ STATIC_CASES = [
         r"^optimizer_sharding: optimizer must be an optax optimizer "
         r"\(optax.adam\(1e-3\), \.\.\.\); got str$",
     ),
+    (
+        "fit-desc-not-a-str",
+        lambda: train.fit(TRAIN, TRAIN.init(GRU), [(XS,)], desc=3, progress=False),
+        TypeError,
+        r"^fit: desc must be a str; got 3$",
+    ),
+    (
+        "save-checkpoint-path-not-a-path",
+        lambda: train.save_checkpoint(3, GRU),
+        TypeError,
+        r"^save_checkpoint: path must be a file path \(str or os.PathLike\); got int$",
+    ),
+    (
+        "restore-checkpoint-path-not-a-path",
+        lambda: train.restore_checkpoint(None, GRU),
+        TypeError,
+        r"^restore_checkpoint: path must be a file path \(str or os.PathLike\); got NoneType$",
+    ),
 ]
 
 

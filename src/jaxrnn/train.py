@@ -229,6 +229,8 @@ def fit(
     num_epochs = check_int("fit", "num_epochs", num_epochs, minimum=0)
     log_every = check_int("fit", "log_every", log_every)
     check_bool("fit", "progress", progress)
+    if not isinstance(desc, str):
+        fail("fit", "desc", "be a str", repr(desc), TypeError)
     if not callable(batches) and not isinstance(batches, Sequence):
         fail(
             "fit",
@@ -265,6 +267,12 @@ def _flat_with_paths(tree: Any) -> dict[str, Any]:
     return {jax.tree_util.keystr(path): leaf for path, leaf in leaves}
 
 
+def _check_path(where: str, path: Any) -> str:
+    if not isinstance(path, str | os.PathLike):
+        fail(where, "path", "be a file path (str or os.PathLike)", type(path).__name__, TypeError)
+    return os.fspath(path)
+
+
 def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
     """Write a pytree of arrays (params, a [`TrainState`][jaxrnn.train.TrainState]...) to a msgpack
     file.
@@ -288,9 +296,9 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
       >>> os.path.getsize(path) > 0
       True
     """
+    path = _check_path("save_checkpoint", path)
     flat = {name: np.asarray(leaf) for name, leaf in _flat_with_paths(tree).items()}
     data = serialization.msgpack_serialize(flat)
-    path = os.fspath(path)
     temporary = path + ".tmp"
     with open(temporary, "wb") as f:
         f.write(data)
@@ -323,7 +331,7 @@ def restore_checkpoint(path: str | os.PathLike, template: Any) -> Any:
       >>> type(restored).__name__, bool((restored.w_h == params.w_h).all())
       ('LSTMParams', True)
     """
-    with open(os.fspath(path), "rb") as f:
+    with open(_check_path("restore_checkpoint", path), "rb") as f:
         saved = serialization.msgpack_restore(f.read())
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     names = [jax.tree_util.keystr(p) for p, _ in leaves]
