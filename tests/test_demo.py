@@ -24,3 +24,18 @@ def test_demo_learns_and_generates(capsys):
 def test_demo_rejects_a_prompt_with_unseen_characters():
     with pytest.raises(SystemExit, match="do not occur in the corpus"):
         demo.main([*TINY, "--prompt", "\x00"])
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--hidden-size", "-3", "--hidden-size must be a positive int"),
+        ("--seq-len", "0", "--seq-len must be a positive int"),
+        ("--learning-rate", "0", "--learning-rate must be positive"),
+        ("--steps", "-1", "--steps must be >= 0"),
+    ],
+)
+def test_demo_refuses_sizes_that_cannot_train(flag, value, message, capsys):
+    with pytest.raises(SystemExit):
+        demo.parse_args([flag, value])
+    assert message in capsys.readouterr().err

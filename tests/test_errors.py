@@ -768,6 +768,18 @@ STATIC_CASES = [
         TypeError,
         r"^restore_checkpoint: path must be a file path \(str or os.PathLike\); got NoneType$",
     ),
+    (
+        "cudnn-unroll-zero",
+        lambda: jaxrnn.methods.CuDNN(unroll=0),
+        ValueError,
+        r"^CuDNN: unroll must be a positive int or a bool; got 0$",
+    ),
+    (
+        "cudnn-remat-not-bool",
+        lambda: jaxrnn.methods.CuDNN(remat="yes"),
+        TypeError,
+        r"^CuDNN: remat must be a bool; got 'yes'$",
+    ),
 ]
 
 

@@ -73,7 +73,7 @@ from jaxrnn.cells.lstm import LSTMParams
 from jaxrnn.core.checks import check_array, check_floating, fail, shape_text
 from jaxrnn.core.composites import Bidirectional, Stack, stack
 from jaxrnn.core.composites import bidirectional as bidirectional_pair
-from jaxrnn.core.methods import Method, Run, Sequential
+from jaxrnn.core.methods import Method, Run, Sequential, check_flag, check_unroll
 
 __all__ = ["CuDNN", "CuDNNFallbackWarning", "from_cudnn_weights", "to_cudnn_weights"]
 
@@ -264,6 +264,10 @@ class CuDNN(Method):
     unroll: int | bool = 1  # of the lax.scan fallback
     remat: bool = False  # of the lax.scan fallback (cuDNN itself has no remat)
     outputs_carries = True  # by its fallback
+
+    def __post_init__(self) -> None:
+        check_unroll("CuDNN", self.unroll)
+        check_flag("CuDNN", "remat", self.remat)
 
     def unroll_params(self, params: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
         if type(params) in (Stack, Bidirectional):

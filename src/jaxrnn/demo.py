@@ -125,6 +125,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--prompt must not be empty")
     if args.temperature <= 0:
         parser.error("--temperature must be positive")
+    if args.learning_rate <= 0:
+        parser.error("--learning-rate must be positive")
+    sizes = ("batch_size", "seq_len", "embed_size", "hidden_size", "num_layers", "generate_length")
+    for name in sizes:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive int")
+    if args.steps < 0:
+        parser.error("--steps must be >= 0")
     return args
 
 

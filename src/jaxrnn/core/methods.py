@@ -111,7 +111,8 @@ class Method:
         )
 
 
-def _check_unroll(owner: str, value: Any) -> int | bool:
+def check_unroll(owner: str, value: Any) -> int | bool:
+    """A method's ``unroll`` setting: a positive int or a bool (``lax.scan``'s)."""
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if not isinstance(value, numbers.Integral):
@@ -121,7 +122,8 @@ def _check_unroll(owner: str, value: Any) -> int | bool:
     return int(value)
 
 
-def _check_flag(owner: str, name: str, value: Any) -> bool:
+def check_flag(owner: str, name: str, value: Any) -> bool:
+    """A method's on/off setting (``remat``): a bool, NumPy's too."""
     if not isinstance(value, bool | np.bool_):
         fail(owner, name, "be a bool", repr(value), TypeError)
     return bool(value)
@@ -150,8 +152,8 @@ class Sequential(Method):
     outputs_carries = True
 
     def __post_init__(self) -> None:
-        _check_unroll("Sequential", self.unroll)
-        _check_flag("Sequential", "remat", self.remat)
+        check_unroll("Sequential", self.unroll)
+        check_flag("Sequential", "remat", self.remat)
 
     def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
         return scan_cell(
@@ -182,7 +184,7 @@ class HandDerivatives(Method):
     unroll: int | bool = 1
 
     def __post_init__(self) -> None:
-        _check_unroll("HandDerivatives", self.unroll)
+        check_unroll("HandDerivatives", self.unroll)
 
     def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, jax.Array]:
         fast = hand_derivatives.fast_unroll(cell, carry, xs, run.valid, run.reverse, self.unroll)
@@ -212,8 +214,8 @@ class Auto(Method):
     outputs_carries = True
 
     def __post_init__(self) -> None:
-        _check_unroll("Auto", self.unroll)
-        _check_flag("Auto", "remat", self.remat)
+        check_unroll("Auto", self.unroll)
+        check_flag("Auto", "remat", self.remat)
 
     def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
         if not (self.remat or run.carry_outputs) and hand_derivatives.prefers_fused(cell):
@@ -255,8 +257,8 @@ def as_method(method: Any, *, unroll: Any = 1, remat: Any = False) -> Method:
       >>> as_method("sequential", remat=True)
       Sequential(unroll=1, remat=True)
     """
-    _check_unroll("unroll", unroll)
-    _check_flag("unroll", "remat", remat)
+    check_unroll("unroll", unroll)
+    check_flag("unroll", "remat", remat)
     if isinstance(method, Method):
         for name, value, default in (("unroll", unroll, 1), ("remat", remat, False)):
             if value is not default and value != default:
