@@ -70,10 +70,10 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxrnn.cells.lstm import LSTMParams
-from jaxrnn.core.checks import check_array, check_floating, fail, shape_text
+from jaxrnn.core.checks import check_array, check_bool, check_floating, fail, shape_text
 from jaxrnn.core.composites import Bidirectional, Stack, stack
 from jaxrnn.core.composites import bidirectional as bidirectional_pair
-from jaxrnn.core.methods import Method, Run, Sequential, check_flag, check_unroll
+from jaxrnn.core.methods import Method, Run, Sequential, check_unroll
 
 __all__ = ["CuDNN", "CuDNNFallbackWarning", "from_cudnn_weights", "to_cudnn_weights"]
 
@@ -267,7 +267,7 @@ class CuDNN(Method):
 
     def __post_init__(self) -> None:
         check_unroll("CuDNN", self.unroll)
-        check_flag("CuDNN", "remat", self.remat)
+        check_bool("CuDNN", "remat", self.remat)
 
     def unroll_params(self, params: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
         if type(params) in (Stack, Bidirectional):

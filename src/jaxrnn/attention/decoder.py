@@ -18,7 +18,6 @@ from jaxrnn.attention.scores import (
     AttentionParams,
     attend_prepared,
     check_memory,
-    check_size,
     init_attention,
     prepare_memory,
 )
@@ -27,6 +26,7 @@ from jaxrnn.core.checks import (
     check_bool,
     check_choice,
     check_floating_dtype,
+    check_int,
     check_key,
     check_rate,
     fail,
@@ -326,7 +326,7 @@ def init_attention_cell(
     where = "init_attention_cell"
     check_key(where, key, optional=False)
     check_choice(where, "kind", kind, ATTENTION_KINDS)
-    check_size(where, "hidden_size", hidden_size)
+    check_int(where, "hidden_size", hidden_size)
     check_bool(where, "input_feeding", input_feeding)
     dtype = check_floating_dtype(where, "dtype", dtype)
     if attentional_size is not None and kind == "bahdanau":
@@ -341,11 +341,11 @@ def init_attention_cell(
     fed = memory_size
     if kind != "bahdanau":
         out_size = hidden_size if attentional_size is None else attentional_size
-        check_size(where, "attentional_size", out_size)
+        check_int(where, "attentional_size", out_size)
         combine = init_readout(k_out, memory_size + hidden_size, out_size, dtype=dtype)
         fed = out_size if input_feeding else 0
-    check_size(where, "input_size", input_size)
-    check_size(where, "num_layers", num_layers)
+    check_int(where, "input_size", input_size)
+    check_int(where, "num_layers", num_layers)
     check_rate(where, "dropout", dropout)
     if dropout and num_layers == 1:
         fail(

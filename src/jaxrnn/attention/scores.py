@@ -30,17 +30,12 @@ __all__ = [
     "attend",
     "attend_prepared",
     "check_memory",
-    "check_size",
     "init_attention",
     "prepare_memory",
 ]
 
 
 ATTENTION_KINDS = ("bahdanau", "luong_dot", "luong_general")
-
-
-def check_size(where: str, name: str, size: Any) -> int:
-    return int(check_int(where, name, size))
 
 
 @params_class
@@ -99,8 +94,8 @@ def init_attention(
     where = "init_attention"
     check_key(where, key, optional=False)
     check_choice(where, "kind", kind, ATTENTION_KINDS)
-    query_size = check_size(where, "query_size", query_size)
-    memory_size = check_size(where, "memory_size", memory_size)
+    query_size = check_int(where, "query_size", query_size)
+    memory_size = check_int(where, "memory_size", memory_size)
     dtype = check_floating_dtype(where, "dtype", dtype)
     if attention_size is not None and kind != "bahdanau":
         fail(where, "attention_size", "be None unless kind='bahdanau'", repr(attention_size))
@@ -115,7 +110,7 @@ def init_attention(
     weights: dict[str, jax.Array | None] = dict(w_query=None, w_memory=None, b=None, v=None)
     if kind == "bahdanau":
         size = query_size if attention_size is None else attention_size
-        check_size(where, "attention_size", size)
+        check_int(where, "attention_size", size)
         weights.update(
             w_query=LECUN_NORMAL(kq, (query_size, size), dtype),
             w_memory=LECUN_NORMAL(km, (memory_size, size), dtype),

@@ -7,13 +7,13 @@ import numbers
 from typing import Any
 
 import jax
-import numpy as np
 
 from jaxrnn.cells import CELL_INITS
 from jaxrnn.core.checks import (
     check_bool,
     check_callable,
     check_floating_dtype,
+    check_int,
     check_key,
     check_number,
     check_rate,
@@ -28,16 +28,6 @@ __all__ = ["init_params"]
 def _cell_options(cell: str) -> tuple[str, ...]:
     signature = inspect.signature(CELL_INITS[cell])
     return tuple(name for name, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY)
-
-
-def _check_size(name: str, value: Any) -> int:
-    """A positive int (NumPy integers too): ``TypeError`` for a non-integer, ``ValueError``
-    for one below 1."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-        fail("init_params", name, "be a positive int", repr(value), TypeError)
-    if value < 1:
-        fail("init_params", name, "be a positive int", repr(value))
-    return int(value)
 
 
 def _check_cell_options(cell: str, options: dict[str, Any], hidden_size: int) -> None:
@@ -174,9 +164,9 @@ def init_params(
             TypeError,
         )
     check_key("init_params", key, optional=False)
-    input_size = _check_size("input_size", input_size)
-    hidden_size = _check_size("hidden_size", hidden_size)
-    num_layers = _check_size("num_layers", num_layers)
+    input_size = check_int("init_params", "input_size", input_size)
+    hidden_size = check_int("init_params", "hidden_size", hidden_size)
+    num_layers = check_int("init_params", "num_layers", num_layers)
     check_bool("init_params", "bidirectional", bidirectional)
     _check_cell_options(cell, cell_options, hidden_size)
     dropout = check_rate("init_params", "dropout", dropout)

@@ -39,7 +39,7 @@ import numpy as np
 
 from jaxrnn.cells.base import Unwrapped, WrappedCell
 from jaxrnn.core import hand_derivatives
-from jaxrnn.core.checks import fail
+from jaxrnn.core.checks import check_bool, fail
 from jaxrnn.core.composites import Bidirectional, BidirectionalState, Composite, Stack
 from jaxrnn.core.dropout import dropout
 
@@ -122,13 +122,6 @@ def check_unroll(owner: str, value: Any) -> int | bool:
     return int(value)
 
 
-def check_flag(owner: str, name: str, value: Any) -> bool:
-    """A method's on/off setting (``remat``): a bool, NumPy's too."""
-    if not isinstance(value, bool | np.bool_):
-        fail(owner, name, "be a bool", repr(value), TypeError)
-    return bool(value)
-
-
 @dataclasses.dataclass(frozen=True)
 class Sequential(Method):
     """``lax.scan`` of the cell's step, masked: every cell, and the reference of the others.
@@ -153,7 +146,7 @@ class Sequential(Method):
 
     def __post_init__(self) -> None:
         check_unroll("Sequential", self.unroll)
-        check_flag("Sequential", "remat", self.remat)
+        check_bool("Sequential", "remat", self.remat)
 
     def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
         return scan_cell(
@@ -215,7 +208,7 @@ class Auto(Method):
 
     def __post_init__(self) -> None:
         check_unroll("Auto", self.unroll)
-        check_flag("Auto", "remat", self.remat)
+        check_bool("Auto", "remat", self.remat)
 
     def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
         if not (self.remat or run.carry_outputs) and hand_derivatives.prefers_fused(cell):
@@ -258,7 +251,7 @@ def as_method(method: Any, *, unroll: Any = 1, remat: Any = False) -> Method:
       Sequential(unroll=1, remat=True)
     """
     check_unroll("unroll", unroll)
-    check_flag("unroll", "remat", remat)
+    check_bool("unroll", "remat", remat)
     if isinstance(method, Method):
         for name, value, default in (("unroll", unroll, 1), ("remat", remat, False)):
             if value is not default and value != default:
