@@ -149,7 +149,8 @@ def test_hawk_branch_matches_recurrentgemma(dtype, tolerance, accumulate_in):
 
 def test_generation_matches_recurrentgemma_decoding():
     """One token at a time from random states: recurrentgemma's decoding mode (caches) and
-    ``cell_step`` of the stack; the conv's window is oldest first in both."""
+    ``cell_step`` of the stack, and the stack's unroll; the conv's window is oldest first
+    in both."""
     rglru, conv = recurrentgemma_modules(jnp.float32)
     variables = recurrentgemma_variables(2, jnp.float32)
     params = from_recurrentgemma(*variables)
@@ -173,6 +174,9 @@ def test_generation_matches_recurrentgemma_decoding():
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), carry, caches)
     whole = jax.jit(jaxrnn.unroll)(params, (window, h), xs)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), whole[0], carry)
+    # The RG-LRU runs with method="parallel", the convolution (its window shifts) does not.
+    with pytest.raises(MethodError, match=r"linear in its state for method='parallel'.*Conv1DP"):
+        jaxrnn.unroll(params, None, xs, method="parallel")
 
 
 # --------------------------------------------------------------------------------------
@@ -220,7 +224,7 @@ def hawk_params(key, dtype=jnp.float32):
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_stack_matches_numpy_loop_over_lengths(reverse):
-    params = hawk_params(jax.random.key(4))
+    params = jax.jit(hawk_params)(jax.random.key(4))  # one compilation, not one per op
     conv, rglru = jax.tree.map(lambda a: np.asarray(a, np.float64), params.layers)
     assert rglru.w_in is None and conv.w_in.shape == (3, WIDTH)
     rng = np.random.default_rng(5)
@@ -241,37 +245,30 @@ def test_stack_matches_numpy_loop_over_lengths(reverse):
         np.testing.assert_allclose(new_carry[1][b], h, rtol=1e-5, atol=1e-5)
 
 
-def test_stack_generates_step_by_step_and_refuses_the_parallel_method():
-    """``cell_step`` of the stack, token by token, is its unroll; ``method="parallel"``
-    runs the RG-LRU alone but not the convolution, whose carry is shifted."""
-    params = hawk_params(jax.random.key(6))
-    xs = jax.random.normal(jax.random.key(7), (STEPS, BATCH, 3))
-    carry, ys = jax.jit(jaxrnn.unroll)(params, None, xs)
-    step, state = jax.jit(jaxrnn.cell_step), None
-    for t in range(STEPS):
-        state, y = step(params, state, xs[t])
-        np.testing.assert_allclose(y, ys[t], rtol=1e-6, atol=1e-6)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), state, carry)
-    with pytest.raises(MethodError, match=r"linear in its state for method='parallel'.*Conv1DP"):
-        jaxrnn.unroll(params, None, xs, method="parallel")
-
-
 # --------------------------------------------------------------------------------------
 # Initialization, the bounded derivative, errors
 # --------------------------------------------------------------------------------------
 
 
 def test_initialization():
-    init = jax.jit(lambda key: jaxrnn.init_params(key, "rglru", 3, 128, min_rad=0.5, max_rad=0.9))
-    params = init(jax.random.key(8))
+    @jax.jit
+    def init(key):  # one compilation for the four
+        return (
+            jaxrnn.init_params(key, "rglru", 3, 128, min_rad=0.5, max_rad=0.9),
+            jaxrnn.init_params(key, "rglru", 4, 4, num_heads=2, bias=False),
+            jaxrnn.init_params(key, "rglru", 4, 4, dtype=jnp.bfloat16),
+            jaxrnn.init_params(key, "conv1d", 4, 4, bias=False),
+        )
+
+    params, same, half, conv = init(jax.random.key(8))
     a = jax.nn.sigmoid(params.a_logit)
     assert bool(jnp.all((a >= 0.5 - 1e-6) & (a <= 0.9 + 1e-6)))
     assert 0.3 < float(jnp.mean(a**2 <= (0.5**2 + 0.9**2) / 2)) < 0.7  # a² uniform
     assert params.w_in.shape == (3, 128) and params.w_r.shape == (1, 128, 128)
-    same = jaxrnn.init_params(jax.random.key(8), "rglru", 4, 4, num_heads=2, bias=False)
     assert same.w_in is same.b_in is same.b_r is same.b_i is None
     assert same.w_r.shape == same.w_i.shape == (2, 2, 2) and same.num_heads == 2
-    conv = jaxrnn.init_params(jax.random.key(9), "conv1d", 4, 4, bias=False)
+    # bfloat16 rounds a = 0.999 to 1: Λ is drawn in float32, then cast.
+    assert half.a_logit.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(half.a_logit)))
     assert conv.w.shape == (4, 4) and conv.temporal_width == 4
     assert conv.w_in is conv.b_in is conv.b is None
     assert jaxrnn.init_carry(conv, (2,)).shape == (2, 3, 4)
@@ -282,12 +279,12 @@ def test_derivative_of_the_normalization_stays_finite_where_a_t_is_one():
     is infinite: bounded (by 1000, as recurrentgemma), the gradients stay finite."""
     params = jaxrnn.init_params(jax.random.key(10), "rglru", WIDTH, WIDTH)
     params = dataclasses.replace(params, b_r=jnp.full(WIDTH, -200.0))
-    xs = jax.random.normal(jax.random.key(11), (3, WIDTH))
+    h, x = jnp.ones(WIDTH), jax.random.normal(jax.random.key(11), (WIDTH,))
 
-    def loss(params, xs):
-        return jnp.sum(jaxrnn.unroll(params, None, xs)[1] ** 2)
+    def loss(params, h, x):
+        return jnp.sum(jaxrnn.cell_step(params, h, x)[1] ** 2)
 
-    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, xs)
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(params, h, x)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
     v = jnp.array([0.0, 1e-8, 0.25])
     slopes = jax.vmap(jax.grad(jaxrnn.cells.rglru.sqrt_bounded_derivative))(v)
