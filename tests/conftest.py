@@ -66,6 +66,8 @@ OTHER_CELLS = [
     CellSpec("mingru", {}),
     CellSpec("minlstm", {}),
     CellSpec("lru", {}),
+    CellSpec("rglru", {}),
+    CellSpec("conv1d", {"temporal_width": 3}),
 ]
 
 ALL_CELLS = CELLS + OTHER_CELLS

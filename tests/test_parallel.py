@@ -25,7 +25,7 @@ import jaxrnn
 from jaxrnn.parallel import DEERNotConvergedError, deer_unroll, linear_scan
 
 INPUT_SIZE, HIDDEN_SIZE = 3, 4
-LINEAR_CELLS = ["mingru", "minlstm", "lru"]
+LINEAR_CELLS = ["mingru", "minlstm", "lru", "rglru"]
 #: (cell, options) run with DEER; LSTM with a projection has h and c of different sizes.
 NONLINEAR_CELLS = [("rnn", {}), ("gru", {}), ("lstm", {}), ("lstm", {"proj_size": 2})]
 LENGTHS = {"full": None, "padded": [7, 3, 0]}
@@ -81,6 +81,12 @@ def reference_step(name, p, h, x):
         k = x @ p.w_x + p.b_x
         f, i, h_tilde = sigmoid(k[:size]), sigmoid(k[size : 2 * size]), g(k[2 * size :])
         h = f / (f + i) * h + i / (f + i) * h_tilde
+        return h, h
+    if name == "rglru":  # Griffin eqs. 1-4, u = x W_in + b_in since INPUT_SIZE != HIDDEN_SIZE
+        u = x @ p.w_in + p.b_in
+        r, i = sigmoid(u @ p.w_r[0] + p.b_r), sigmoid(u @ p.w_i[0] + p.b_i)
+        a_t = sigmoid(p.a_logit) ** (8 * r)
+        h = a_t * h + np.sqrt(1 - a_t**2) * (i * u)
         return h, h
     lam = np.exp(-np.exp(p.nu_log) + 1j * np.exp(p.theta_log))
     h = lam * h + np.exp(p.gamma_log) * (x @ (p.b_re + 1j * p.b_im))

@@ -3,8 +3,9 @@
 from collections.abc import Callable
 from typing import Any
 
-from jaxrnn.cells import convlstm, gru, lru, lstm, lstm_ln, mgu, mingru, minlstm, rnn
+from jaxrnn.cells import conv1d, convlstm, gru, lru, lstm, lstm_ln, mgu, mingru, minlstm, rglru, rnn
 from jaxrnn.cells.base import Cell
+from jaxrnn.cells.conv1d import Conv1DParams
 from jaxrnn.cells.convlstm import ConvLSTMParams
 from jaxrnn.cells.gru import GRUParams
 from jaxrnn.cells.linear import LinearCell
@@ -14,6 +15,7 @@ from jaxrnn.cells.lstm_ln import LayerNormLSTMParams
 from jaxrnn.cells.mgu import MGUParams
 from jaxrnn.cells.mingru import MinGRUParams
 from jaxrnn.cells.minlstm import MinLSTMParams
+from jaxrnn.cells.rglru import RGLRUParams
 from jaxrnn.cells.rnn import RNNParams
 
 #: Cell name -> init function ``(key, input_size, hidden_size, **options) -> params``.
@@ -21,10 +23,12 @@ CELL_INITS: dict[str, Callable[..., Any]] = {"rnn": rnn.init, "lstm": lstm.init,
 # Linear in their state, so they also run with unroll(..., method="parallel").
 CELL_INITS.update(mingru=mingru.init, minlstm=minlstm.init, lru=lru.init)
 CELL_INITS.update({"lstm_ln": lstm_ln.init, "mgu": mgu.init, "convlstm": convlstm.init})
+CELL_INITS.update(rglru=rglru.init, conv1d=conv1d.init)  # Griffin/Hawk; rglru is linear
 
 __all__ = [
     "CELL_INITS",
     "Cell",
+    "Conv1DParams",
     "ConvLSTMParams",
     "GRUParams",
     "LRUParams",
@@ -36,5 +40,6 @@ __all__ = [
     "MGUParams",
     "MinGRUParams",
     "MinLSTMParams",
+    "RGLRUParams",
     "RNNParams",
 ]

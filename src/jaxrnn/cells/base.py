@@ -208,3 +208,25 @@ def init_biases(
 
 def bias_shape_text(b: jax.Array | None) -> str:
     return "None" if b is None else str(tuple(b.shape))
+
+
+def init_input_projection(
+    key: jax.Array,
+    input_size: int,
+    hidden_size: int,
+    *,
+    bias: bool,
+    proj_init: Initializer,
+    bias_init: Initializer,
+    dtype: Any,
+) -> tuple[jax.Array | None, jax.Array | None]:
+    """``(w_in, b_in)`` of a cell whose state has its input's width (RG-LRU, temporal
+    convolution): ``u = x W_in + b_in`` when ``input_size != hidden_size``, ``(None,
+    None)`` (``u = x``) when they are equal; ``b_in`` is ``None`` without bias."""
+    if input_size == hidden_size:
+        return None, None
+    kw, kb = jax.random.split(key)
+    return (
+        proj_init(kw, (input_size, hidden_size), dtype),
+        bias_init(kb, (hidden_size,), dtype) if bias else None,
+    )

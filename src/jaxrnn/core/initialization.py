@@ -120,6 +120,21 @@ def init_params(
       Params [`ConvLSTMParams`][jaxrnn.ConvLSTMParams].
       Options: ``spatial_shape``, ``kernel_size``, ``bias``, ``forget_bias``,
       ``kernel_init``, ``recurrent_init``, ``bias_init``, ``dtype``.
+    - ``"rglru"``: RG-LRU of Griffin/Hawk (De et al. 2024), ``h' = a*h + sqrt(1-a²)*(i*u)``
+      with ``a = σ(Λ)^(8 r)``; the gates ``r``, ``i`` read the input only (block-diagonal,
+      ``num_heads`` blocks), so it is linear in ``h`` (``method="parallel"``); ``u = x``
+      when ``input_size == hidden_size``, else ``x W_in + b_in`` (``proj_init``);
+      ``σ(Λ)²`` starts uniform in ``[min_rad², max_rad²]`` (0.9, 0.999).
+      Params [`RGLRUParams`][jaxrnn.cells.RGLRUParams].
+      Options: ``num_heads``, ``min_rad``, ``max_rad``, ``bias``, ``kernel_init``,
+      ``proj_init``, ``bias_init``, ``dtype``.
+    - ``"conv1d"``: Hawk's causal depthwise temporal convolution over ``temporal_width``
+      steps (default 4), ``y_t = b + Σ_k W_k ⊙ u_{t-w+1+k}``, ``u`` as for ``"rglru"``; the
+      carry is the window of the previous ``temporal_width - 1`` inputs; ``kernel_init``
+      defaults to recurrentgemma's (normal, variance ``0.01 / temporal_width``). Stack it
+      before ``"rglru"``. Params [`Conv1DParams`][jaxrnn.cells.Conv1DParams].
+      Options: ``temporal_width``, ``bias``, ``kernel_init``, ``proj_init``, ``bias_init``,
+      ``dtype``.
 
     The options mean the same wherever they appear: ``bias`` (default ``True``),
     ``kernel_init`` (input weights, default ``lecun_normal()``), ``recurrent_init``
