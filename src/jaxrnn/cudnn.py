@@ -264,6 +264,7 @@ class CuDNN(Method):
     unroll: int | bool = 1  # of the lax.scan fallback
     remat: bool = False  # of the lax.scan fallback (cuDNN itself has no remat)
     outputs_carries = True  # by its fallback
+    compiled = False  # the fallback warns at each call
 
     def __post_init__(self) -> None:
         check_unroll("CuDNN", self.unroll)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +84,11 @@ class Method:
     """
 
     outputs_carries = False
+
+    #: ``unroll`` runs the method under its own ``jax.jit`` (one program per shape, cached):
+    #: False for a method with effects on the host at each call (a warning, an error raised
+    #: from computed values), which must then run op by op outside ``jit``.
+    compiled: ClassVar[bool] = True
 
     def unroll_params(self, params: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
         """Run any params: composites and wrappers part by part, cells by ``unroll_cell``."""

@@ -300,22 +300,68 @@ def unroll(
         batch_shape = check_features("unroll", "xs", xs, params.input_shape, (), trailing=("time",))
         xs = jnp.moveaxis(xs, len(batch_shape), 0)
     num_steps = xs.shape[0]
-    if carry is None:
-        carry = params.initial_carry(batch_shape, jnp.result_type(param_dtype(params), xs.dtype))
-    else:
+    if carry is not None:
         check_carry("unroll", params, carry, batch_shape)
     if key is not None:
         check_key("unroll", key)
     if not isinstance(reverse, bool | np.bool_):
         fail("unroll", "reverse", "be a bool", repr(reverse), TypeError)
     method = as_method(method, unroll=unroll, remat=remat)
-    valid = None
     if lengths is not None:
         lengths = check_lengths("unroll", lengths, batch_shape, num_steps)
-        valid = sequence_mask(lengths, num_steps)
+    # Checked: what follows is traced once per shape and method (see Method.compiled).
+    run = _run_compiled if method.compiled and _hashable(method) else _run
+    try:
+        return run(
+            params, carry, xs, lengths, key, method=method, reverse=bool(reverse),
+            time_major=bool(time_major),
+        )  # fmt: skip
+    except Exception as error:
+        _drop_jit_note(error)
+        raise
+
+
+def _run(
+    params: Any,
+    carry: Any,
+    xs: jax.Array,
+    lengths: jax.Array | None,
+    key: jax.Array | None,
+    *,
+    method: Method,
+    reverse: bool,
+    time_major: bool,
+) -> tuple[Any, jax.Array]:
+    """``unroll`` after its checks: ``xs`` time-major, ``lengths`` clipped int32."""
+    batch_shape = xs.shape[1 : xs.ndim - len(params.input_shape)]
+    if carry is None:
+        carry = params.initial_carry(batch_shape, jnp.result_type(param_dtype(params), xs.dtype))
+    valid = None
+    if lengths is not None:
+        valid = sequence_mask(lengths, xs.shape[0])
         xs = jnp.where(expand_mask(valid, xs), xs, jnp.zeros_like(xs))
-    run = Run(valid, bool(reverse), key, method)
-    carry, ys = method.unroll_params(params, carry, xs, run)
+    carry, ys = method.unroll_params(params, carry, xs, Run(valid, reverse, key, method))
     if not time_major:
         ys = jnp.moveaxis(ys, 0, len(batch_shape))
     return carry, ys
+
+
+# Called outside jit, unroll then compiles one program per shape and method, reused by
+# later calls, instead of running op by op (where lax.scan would compile anew each call).
+_run_compiled = jax.jit(_run, static_argnames=("method", "reverse", "time_major"))
+
+
+def _drop_jit_note(error: Exception) -> None:
+    """An error raised while tracing (e.g. a ``MethodError``) reads as it would outside
+    ``jit``: without the note that ``jax.jit`` appends about its removed frames."""
+    notes = getattr(error, "__notes__", None)
+    if notes:
+        error.__notes__ = [n for n in notes if "JAX_TRACEBACK_FILTERING" not in n]
+
+
+def _hashable(method: Method) -> bool:
+    try:
+        hash(method)
+    except TypeError:
+        return False
+    return True

@@ -102,6 +102,11 @@ class DEER(Method):
     def __post_init__(self) -> None:
         _check_options("DEER", **dataclasses.asdict(self))
 
+    @property
+    def compiled(self) -> bool:  # type: ignore[override]
+        # "raise"/"warn" report on computed values: outside jit, at each call.
+        return self.on_failure == "nan"
+
     def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, jax.Array]:
         carry, ys, _ = _deer_cell(cell, carry, xs, run, self)
         return carry, ys
