@@ -116,6 +116,8 @@ def _module_functions(module) -> list[str]:
 
 PUBLIC = [
     *_public(jaxrnn, jaxrnn.__all__),
+    # Cell types exported from jaxrnn.cells only (the core namespace stays small).
+    *_public(jaxrnn.cells, [n for n in jaxrnn.cells.__all__ if n.endswith(("Params", "State"))]),
     *_public(jaxrnn.interop.torch, jaxrnn.interop.torch.__all__),
     *_public(jaxrnn.interop.flax, jaxrnn.interop.flax.__all__),
     *_public(jaxrnn.sharding, jaxrnn.sharding.__all__),

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from jaxrnn.cells import convlstm, gru, lru, lstm, lstm_ln, mgu, mingru, minlstm, rnn
+from jaxrnn.cells import convlstm, gru, lru, lstm, lstm_ln, mgu, mingru, minlstm, rnn, slstm
 from jaxrnn.cells.base import Cell
 from jaxrnn.cells.convlstm import ConvLSTMParams
 from jaxrnn.cells.gru import GRUParams
@@ -15,12 +15,14 @@ from jaxrnn.cells.mgu import MGUParams
 from jaxrnn.cells.mingru import MinGRUParams
 from jaxrnn.cells.minlstm import MinLSTMParams
 from jaxrnn.cells.rnn import RNNParams
+from jaxrnn.cells.slstm import SLSTMParams, SLSTMState
 
 #: Cell name -> init function ``(key, input_size, hidden_size, **options) -> params``.
 CELL_INITS: dict[str, Callable[..., Any]] = {"rnn": rnn.init, "lstm": lstm.init, "gru": gru.init}
 # Linear in their state, so they also run with unroll(..., method="parallel").
 CELL_INITS.update(mingru=mingru.init, minlstm=minlstm.init, lru=lru.init)
 CELL_INITS.update({"lstm_ln": lstm_ln.init, "mgu": mgu.init, "convlstm": convlstm.init})
+CELL_INITS.update(slstm=slstm.init)  # xLSTM's sLSTM
 
 __all__ = [
     "CELL_INITS",
@@ -37,4 +39,6 @@ __all__ = [
     "MinGRUParams",
     "MinLSTMParams",
     "RNNParams",
+    "SLSTMParams",
+    "SLSTMState",
 ]
