@@ -68,6 +68,7 @@ OTHER_CELLS = [
     CellSpec("lru", {}),
     CellSpec("rglru", {}),
     CellSpec("conv1d", {"temporal_width": 3}),
+    CellSpec("slstm", {}),  # one head: test_cells.py has hidden_size 5; heads: test_slstm.py
 ]
 
 ALL_CELLS = CELLS + OTHER_CELLS
@@ -99,13 +100,22 @@ def model(request: pytest.FixtureRequest) -> CellSpec:
 
 
 def random_carry(params: Any, batch_shape: tuple[int, ...], key: jax.Array) -> Any:
-    """A carry of ``params``' structure with standard normal entries (a non-zero state)."""
+    """A carry of ``params``' structure with standard normal entries (a non-zero state).
+
+    A normalizer state (a field ``n``: the sLSTM's) is positive in every state a run can
+    reach, and ``h = o c / n`` is ill-conditioned where it crosses zero: it is drawn as
+    ``exp(normal)``."""
     import jaxrnn
 
-    leaves, treedef = jax.tree.flatten(jaxrnn.init_carry(params, batch_shape))
-    keys = jax.random.split(key, len(leaves))
+    paths, treedef = jax.tree_util.tree_flatten_with_path(jaxrnn.init_carry(params, batch_shape))
+    keys = jax.random.split(key, len(paths))
+
+    def draw(k: jax.Array, path: tuple, leaf: jax.Array) -> jax.Array:
+        x = jax.random.normal(k, leaf.shape, leaf.dtype)
+        return jnp.exp(x) if path and getattr(path[-1], "name", None) == "n" else x
+
     return treedef.unflatten(
-        [jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves, strict=True)]
+        [draw(k, path, leaf) for k, (path, leaf) in zip(keys, paths, strict=True)]
     )
 
 

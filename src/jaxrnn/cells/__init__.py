@@ -3,7 +3,20 @@
 from collections.abc import Callable
 from typing import Any
 
-from jaxrnn.cells import conv1d, convlstm, gru, lru, lstm, lstm_ln, mgu, mingru, minlstm, rglru, rnn
+from jaxrnn.cells import (
+    conv1d,
+    convlstm,
+    gru,
+    lru,
+    lstm,
+    lstm_ln,
+    mgu,
+    mingru,
+    minlstm,
+    rglru,
+    rnn,
+    slstm,
+)
 from jaxrnn.cells.base import Cell
 from jaxrnn.cells.conv1d import Conv1DParams
 from jaxrnn.cells.convlstm import ConvLSTMParams
@@ -17,6 +30,7 @@ from jaxrnn.cells.mingru import MinGRUParams
 from jaxrnn.cells.minlstm import MinLSTMParams
 from jaxrnn.cells.rglru import RGLRUParams
 from jaxrnn.cells.rnn import RNNParams
+from jaxrnn.cells.slstm import SLSTMParams, SLSTMState
 
 #: Cell name -> init function ``(key, input_size, hidden_size, **options) -> params``.
 CELL_INITS: dict[str, Callable[..., Any]] = {"rnn": rnn.init, "lstm": lstm.init, "gru": gru.init}
@@ -24,6 +38,7 @@ CELL_INITS: dict[str, Callable[..., Any]] = {"rnn": rnn.init, "lstm": lstm.init,
 CELL_INITS.update(mingru=mingru.init, minlstm=minlstm.init, lru=lru.init)
 CELL_INITS.update({"lstm_ln": lstm_ln.init, "mgu": mgu.init, "convlstm": convlstm.init})
 CELL_INITS.update(rglru=rglru.init, conv1d=conv1d.init)  # Griffin/Hawk; rglru is linear
+CELL_INITS.update(slstm=slstm.init)  # xLSTM's sLSTM
 
 __all__ = [
     "CELL_INITS",
@@ -42,4 +57,6 @@ __all__ = [
     "MinLSTMParams",
     "RGLRUParams",
     "RNNParams",
+    "SLSTMParams",
+    "SLSTMState",
 ]

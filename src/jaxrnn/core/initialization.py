@@ -135,6 +135,14 @@ def init_params(
       before ``"rglru"``. Params [`Conv1DParams`][jaxrnn.cells.Conv1DParams].
       Options: ``temporal_width``, ``bias``, ``kernel_init``, ``proj_init``, ``bias_init``,
       ``dtype``.
+    - ``"slstm"``: sLSTM of xLSTM (Beck et al. 2024), gates i, f, z, o; exponential
+      input gate, ``forget_gate`` ``"sigmoid"`` (default) or ``"exp"``, a normalizer
+      ``n`` and a stabilizer ``m`` in the carry, ``h' = σ(o) * c' / n'``; the recurrent
+      matrix is block-diagonal with ``num_heads`` heads (default 1; must divide
+      ``hidden_size``); ``forget_bias`` (default 1.0) is added to ``b``'s forget gate.
+      Params [`SLSTMParams`][jaxrnn.cells.SLSTMParams].
+      Options: ``num_heads``, ``forget_gate``, ``bias``, ``forget_bias``,
+      ``kernel_init``, ``recurrent_init``, ``bias_init``, ``dtype``.
 
     The options mean the same wherever they appear: ``bias`` (default ``True``),
     ``kernel_init`` (input weights, default ``lecun_normal()``), ``recurrent_init``
