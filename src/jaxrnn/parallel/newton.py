@@ -401,6 +401,7 @@ def _setup(config: DEER, cell, s0, xs, valid):
     return f, tol, residual_map, jacobians
 
 
+@functools.partial(jax.jit, static_argnums=0)  # one program outside jit too
 def _deer_solve_fwd(config: DEER, cell, s0, xs, valid):
     f, tol, _, jacobians = _setup(config, cell, s0, xs, valid)
 
@@ -425,6 +426,16 @@ def _deer_solve_fwd(config: DEER, cell, s0, xs, valid):
 
 
 def _deer_solve_bwd(config: DEER, saved, cotangents):
+    grads, converged, res, k = _adjoint_solve(config, saved, cotangents)
+    if config.on_failure != "nan":
+        _report(converged, res, k, config.on_failure, "deer (backward, adjoint solve)")
+    return grads
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _adjoint_solve(config: DEER, saved, cotangents):
+    """The backward pass of ``_deer_solve`` and its convergence, as one compiled program
+    (so that outside ``jit`` it is not run op by op); the caller reports."""
     cell, s0, xs, valid, s = saved
     g_s = cotangents[0]
     _, tol, residual_map, jacobians = _setup(config, cell, s0, xs, valid)
@@ -458,10 +469,8 @@ def _deer_solve_bwd(config: DEER, saved, cotangents):
     lam = lam_rev[::-1]
     if config.on_failure == "nan":
         lam = jnp.where(converged, lam, jnp.nan)
-    else:
-        _report(converged, res, k, config.on_failure, "deer (backward, adjoint solve)")
     _, pullback = jax.vjp(lambda c, h, x: residual_map(s, c, h, x), cell, s0, xs)
-    return (*pullback(lam), None)
+    return (*pullback(lam), None), converged, res, k
 
 
 _deer_solve.defvjp(_deer_solve_fwd, _deer_solve_bwd)
