@@ -121,6 +121,10 @@ PUBLIC = [
     *_public(jaxrnn.sharding, jaxrnn.sharding.__all__),
     *_public(jaxrnn.precision, jaxrnn.precision.__all__),
     *_public(jaxrnn.parallel, jaxrnn.parallel.__all__),
+    # Every class of jaxrnn.cells: new cells' params and states are not top-level names.
+    *_public(
+        jaxrnn.cells, [n for n in jaxrnn.cells.__all__ if inspect.isclass(getattr(jaxrnn.cells, n))]
+    ),
 ]
 
 

@@ -73,6 +73,31 @@ class ParallelFormCell(Cell):
     (``Parallel(strategy="tree")``, the default) and the number of steps per chunk for a
     chunkwise form (``Parallel(strategy="chunked", chunk_size=...)``): all steps of a
     chunk at once, sequential over chunks. A cell without a chunkwise form may ignore it.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> from jaxrnn.cells import ParallelFormCell
+      >>> @jaxrnn.params_class
+      ... class RunningSum(ParallelFormCell):  # h_t = h_{t-1} + x_t W
+      ...     w: jax.Array  # shape=(input_size, hidden_size)
+      ...     @property
+      ...     def input_shape(self): return self.w.shape[:1]
+      ...     @property
+      ...     def output_size(self): return self.w.shape[1]
+      ...     def initial_carry(self, batch_shape, dtype):
+      ...         return jnp.zeros((*batch_shape, self.output_size), dtype)
+      ...     def input_projection(self, x): return x @ self.w
+      ...     def recurrence(self, h, projected): return h + projected, h + projected
+      ...     def parallel_form(self, h, projected, valid, chunk_size):
+      ...         if valid is not None:  # a masked step adds nothing
+      ...             projected = jnp.where(valid[..., None], projected, 0.0)
+      ...         hs = h + jnp.cumsum(projected, axis=0)
+      ...         return hs[-1], hs
+      >>> cell, xs, lengths = RunningSum(w=jnp.ones((3, 2))), jnp.ones((5, 2, 3)), jnp.array([5, 2])
+      >>> def run(method):
+      ...     return jaxrnn.unroll(cell, None, xs, lengths=lengths, reverse=True, method=method)
+      >>> all(bool(jnp.array_equal(a, b)) for a, b in zip(run("parallel"), run("sequential")))
+      True
     """
 
     @abc.abstractmethod

@@ -298,8 +298,12 @@ def chunkwise_form(
     def chunk_first(a, feature_dims):  # (..., chunk, *f) -> (chunk, ..., *f)
         return jnp.moveaxis(a, a.ndim - 1 - feature_dims, 0)
 
-    per_chunk = (chunk_first(total, 0), chunk_first(m_local, 0))
-    per_chunk += (chunk_first(C_local, 2), chunk_first(n_local, 1))
+    per_chunk = (
+        chunk_first(total, 0),
+        chunk_first(m_local, 0),
+        chunk_first(C_local, 2),
+        chunk_first(n_local, 1),
+    )
     final, entering = jax.lax.scan(across, carry, per_chunk)
     entering = MLSTMState(
         C=jnp.moveaxis(entering.C, 0, -3),
