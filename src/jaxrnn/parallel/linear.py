@@ -21,7 +21,7 @@ from jax.typing import ArrayLike
 
 from jaxrnn.cells.linear import LinearCell, ParallelFormCell
 from jaxrnn.core.checks import check_array, check_bool, check_choice, check_int, fail, shape_text
-from jaxrnn.core.methods import Method, Run, expand_mask
+from jaxrnn.core.methods import Method, Run, expand_mask, scan_cell
 
 __all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "Parallel", "linear_scan"]
 
@@ -192,6 +192,8 @@ class Parallel(Method):
         check_int("Parallel", "chunk_size", self.chunk_size, optional=True)
 
     def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, jax.Array]:
+        if isinstance(cell, LinearCell | ParallelFormCell) and jax.tree.leaves(xs)[0].shape[0] == 0:
+            return scan_cell(cell, carry, xs, run.valid, run.reverse)  # no steps: nothing to scan
         if isinstance(cell, ParallelFormCell):
             return self.unroll_parallel_form(cell, carry, xs, run)
         if not isinstance(cell, LinearCell):
