@@ -1,15 +1,15 @@
-"""The mLSTM (xLSTM's matrix-memory cell, ``"mlstm"``) against two independent oracles, and
-its parallel forms against its recurrence.
+"""The mLSTM (xLSTM's matrix-memory cell, ``"mlstm"``) in its three forms (the recurrence,
+the quadratic and the chunkwise parallel forms) against two independent oracles.
 
 - A float64 NumPy loop of the paper's *unstabilized* equations (Beck et al. 2024, eqs.
   19-27): the stabilized carry ``(C', n', m)`` must equal ``(C e^{-m}, n e^{-m}, m)`` and the
-  outputs must be equal, through ``cell_step`` and every form of ``unroll`` (sequential,
-  quadratic, chunkwise) with lengths and reverse.
-- The authors' PyTorch functions (``xlstm.blocks.mlstm.backends``: the parallel, the
-  recurrent-step and the chunkwise forms), fed with our q, k, v and gate pre-activations:
-  outputs, final carry and gradients (torch autograd), float64 and float32.
-- ``method="parallel"`` equals ``method="sequential"`` in gradients, in a bidirectional
-  stack, and where the unstabilized gates would overflow.
+  outputs must be equal, through ``cell_step`` and every form of ``unroll`` with lengths and
+  reverse, also with input gates ``e^{100}`` that float32 cannot hold unstabilized.
+- The authors' PyTorch functions (``xlstm.blocks.mlstm.backends``: the recurrent step,
+  the parallel and the chunkwise forms), fed with our q, k, v and gate pre-activations:
+  outputs, final carry and gradients (torch autograd) of every form with lengths and
+  reverse, float64 and float32.
+- ``method="parallel"`` in a stack of bidirectional layers, and over zero steps.
 """
 
 from __future__ import annotations
