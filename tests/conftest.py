@@ -69,6 +69,7 @@ OTHER_CELLS = [
     CellSpec("rglru", {}),
     CellSpec("conv1d", {"temporal_width": 3}),
     CellSpec("slstm", {}),  # one head: test_cells.py has hidden_size 5; heads: test_slstm.py
+    CellSpec("mlstm", {}),  # one head: test_cells.py's hidden_size 5 has no other divisor
 ]
 
 ALL_CELLS = CELLS + OTHER_CELLS

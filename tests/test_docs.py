@@ -121,13 +121,13 @@ PUBLIC = [
     *_public(jaxrnn.sharding, jaxrnn.sharding.__all__),
     *_public(jaxrnn.precision, jaxrnn.precision.__all__),
     *_public(jaxrnn.parallel, jaxrnn.parallel.__all__),
-    # Cells' params and state types exported from jaxrnn.cells only (the core stays small).
+    # Every class of jaxrnn.cells that is not a top-level name (new cells' params and states).
     *_public(
         jaxrnn.cells,
         [
             n
             for n in jaxrnn.cells.__all__
-            if n.endswith(("Params", "State")) and n not in jaxrnn.__all__
+            if inspect.isclass(getattr(jaxrnn.cells, n)) and n not in jaxrnn.__all__
         ],
     ),
 ]

@@ -4,10 +4,15 @@ Such a cell's step is ``h_t = a_t * h_{t-1} + b_t`` (elementwise), where ``a_t``
 ``b_t`` depend on the input ``x_t`` only. The sequential step below and the parallel
 scan of [`jaxrnn.parallel`][jaxrnn.parallel] both use ``linear_coefficients``, so the
 two methods compute the same recurrence; only the order of the arithmetic differs.
+
+A cell whose run has another closed form over the whole sequence (the mLSTM's matrix
+memory: an attention-like quadratic form) says so by subclassing ``ParallelFormCell``
+and writing that form in ``parallel_form``; ``method="parallel"`` then calls it.
 """
 
 from __future__ import annotations
 
+import abc
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
@@ -46,6 +51,62 @@ class LinearCell(Cell):
         a, b = self.linear_coefficients(projected)
         state = a * self.state_from_carry(carry) + b
         return self.carry_from_state(state), self.readout(state, projected)
+
+
+class ParallelFormCell(Cell):
+    """Interface of a cell whose whole run has a parallel form of its own (the mLSTM's
+    quadratic, attention-like form): ``unroll(..., method="parallel")`` calls
+    ``parallel_form`` instead of scanning ``recurrence``.
+
+    ``unroll`` and [`Parallel`][jaxrnn.parallel.Parallel] keep their part of the contract:
+    they compute ``projected = input_projection(xs)`` for all steps, flip time for
+    ``reverse=True`` (a reversed run is the forward run of the time-flipped sequence,
+    its padding first), zero the outputs of masked steps and give the new carry the old
+    carry's dtypes. The cell's part is the forward run, exactly::
+
+        for t in range(time):
+            if valid is None or valid[t]:      # per sequence: masked steps keep the carry
+                carry, ys[t] = recurrence(carry, projected[t])
+        return carry, ys                      # ys[t] of masked steps: anything finite
+
+    computed without that loop. ``chunk_size`` is ``None`` for the fully parallel form
+    (``Parallel(strategy="tree")``, the default) and the number of steps per chunk for a
+    chunkwise form (``Parallel(strategy="chunked", chunk_size=...)``): all steps of a
+    chunk at once, sequential over chunks. A cell without a chunkwise form may ignore it.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> from jaxrnn.cells import ParallelFormCell
+      >>> @jaxrnn.params_class
+      ... class RunningSum(ParallelFormCell):  # h_t = h_{t-1} + x_t W
+      ...     w: jax.Array  # shape=(input_size, hidden_size)
+      ...     @property
+      ...     def input_shape(self): return self.w.shape[:1]
+      ...     @property
+      ...     def output_size(self): return self.w.shape[1]
+      ...     def initial_carry(self, batch_shape, dtype):
+      ...         return jnp.zeros((*batch_shape, self.output_size), dtype)
+      ...     def input_projection(self, x): return x @ self.w
+      ...     def recurrence(self, h, projected): return h + projected, h + projected
+      ...     def parallel_form(self, h, projected, valid, chunk_size):
+      ...         if valid is not None:  # a masked step adds nothing
+      ...             projected = jnp.where(valid[..., None], projected, 0.0)
+      ...         hs = h + jnp.cumsum(projected, axis=0)
+      ...         return hs[-1], hs
+      >>> cell, xs, lengths = RunningSum(w=jnp.ones((3, 2))), jnp.ones((5, 2, 3)), jnp.array([5, 2])
+      >>> def run(method):
+      ...     return jaxrnn.unroll(cell, None, xs, lengths=lengths, reverse=True, method=method)
+      >>> all(bool(jnp.array_equal(a, b)) for a, b in zip(run("parallel"), run("sequential")))
+      True
+    """
+
+    @abc.abstractmethod
+    def parallel_form(
+        self, carry: Any, projected: Any, valid: jax.Array | None, chunk_size: int | None
+    ) -> tuple[Any, jax.Array]:
+        """``(new_carry, ys)`` of the forward run from ``carry`` over ``projected``
+        ``(time, *batch, ...)``; ``valid``: ``(time, *batch)`` bool, or ``None`` when
+        every step is valid."""
 
 
 class LogSpaceCell(LinearCell):

@@ -143,6 +143,14 @@ def init_params(
       Params [`SLSTMParams`][jaxrnn.cells.SLSTMParams].
       Options: ``num_heads``, ``forget_gate``, ``bias``, ``forget_bias``,
       ``kernel_init``, ``recurrent_init``, ``bias_init``, ``dtype``.
+    - ``"mlstm"``: xLSTM's matrix-memory cell (Beck et al. 2024), per head
+      ``C' = f*C + i*v k^T``, ``n' = f*n + i*k``, ``h = o * (C' q) / max(|n'·q|, 1)`` with
+      exponential input gates, stabilized; ``num_heads`` must divide ``hidden_size``,
+      ``forget_gate`` is ``"sigmoid"`` (default) or ``"exp"``, ``output_norm`` adds the
+      per-head layer norm (``epsilon``); runs its parallel form with ``method="parallel"``.
+      Params [`MLSTMParams`][jaxrnn.cells.MLSTMParams].
+      Options: ``num_heads``, ``forget_gate``, ``output_norm``, ``epsilon``, ``bias``,
+      ``kernel_init``, ``bias_init``, ``dtype``.
 
     The options mean the same wherever they appear: ``bias`` (default ``True``),
     ``kernel_init`` (input weights, default ``lecun_normal()``), ``recurrent_init``

@@ -260,7 +260,8 @@ def unroll(
         ``"fused"`` ([`HandDerivatives`][jaxrnn.core.methods.HandDerivatives]: built-in
         rnn, lstm and gru cells, the same function with hand-scheduled derivatives);
         ``"parallel"`` ([`Parallel`][jaxrnn.parallel.Parallel]: a parallel scan over
-        time, for cells linear in their state: ``"mingru"``, ``"minlstm"``, ``"lru"``);
+        time, for cells linear in their state: ``"mingru"``, ``"minlstm"``, ``"lru"``,
+        ``"rglru"``; the quadratic or chunkwise form of ``"mlstm"``);
         ``"deer"`` / ``"quasi_deer"`` / ``"elk"`` / ``"quasi_elk"`` (presets of
         [`DEER`][jaxrnn.parallel.DEER]: Newton's method over the whole trajectory, with
         full or diagonal Jacobians, plain or trust-region steps; ``DEER(tol=...,

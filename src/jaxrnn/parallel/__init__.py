@@ -7,7 +7,8 @@ map ``h -> a_t h + b_t``, and composing two of them gives another one:
 ``(a_2, b_2) ∘ (a_1, b_1) = (a_2 a_1, a_2 b_1 + b_2)``. Composition is associative, so
 all prefixes ``h_1 ... h_T`` follow from ``jax.lax.associative_scan`` in ``O(log T)``
 depth (``method="parallel"``), for the cells that are linear in their state
-(``LinearCell``: ``"mingru"``, ``"minlstm"``, ``"lru"``).
+(``LinearCell``: ``"mingru"``, ``"minlstm"``, ``"lru"``, ``"rglru"``), and for the cells
+with a parallel form of their own (``ParallelFormCell``: ``"mlstm"``).
 
 **A nonlinear recurrence is a root-finding problem over the trajectory** (DEER, Lim et al.
 2024). Write the whole trajectory ``H = (h_1 ... h_T)`` as the unknown of

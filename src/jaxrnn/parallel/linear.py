@@ -1,6 +1,7 @@
 """Linear recurrences as parallel scans: [`linear_scan`][jaxrnn.parallel.linear_scan] and
 ``unroll(..., method="parallel")`` ([`Parallel`][jaxrnn.parallel.Parallel]) for the cells that
-are linear in their state (``"mingru"``, ``"minlstm"``, ``"lru"``).
+are linear in their state (``"mingru"``, ``"minlstm"``, ``"lru"``, ``"rglru"``), and for the
+cells with a parallel form of their own (``ParallelFormCell``: ``"mlstm"``).
 
 If ``h_t = a_t * h_{t-1} + b_t``, a step is the affine map ``h -> a_t h + b_t``, and
 composing two of them gives another one: ``(a_2, b_2) ∘ (a_1, b_1) = (a_2 a_1, a_2 b_1 +
@@ -18,9 +19,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxrnn.cells.linear import LinearCell
+from jaxrnn.cells.linear import LinearCell, ParallelFormCell
 from jaxrnn.core.checks import check_array, check_bool, check_choice, check_int, fail, shape_text
-from jaxrnn.core.methods import Method, Run, expand_mask
+from jaxrnn.core.methods import Method, Run, expand_mask, scan_cell
 
 __all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "Parallel", "linear_scan"]
 
@@ -159,12 +160,16 @@ def _default_strategy() -> str:
 @dataclasses.dataclass(frozen=True)
 class Parallel(Method):
     """``unroll(..., method="parallel")``: cells linear in their state (``LinearCell``:
-    ``"mingru"``, ``"minlstm"``, ``"lru"``) as one [`linear_scan`][jaxrnn.parallel.linear_scan]
-    over time; any other cell raises ``MethodError``.
+    ``"mingru"``, ``"minlstm"``, ``"lru"``, ``"rglru"``) as one
+    [`linear_scan`][jaxrnn.parallel.linear_scan] over time, and cells with a parallel form of their own (``ParallelFormCell``:
+    ``"mlstm"``) by their ``parallel_form``; any other cell raises ``MethodError``.
 
     Args:
-      strategy: ``"tree"`` or ``"chunked"`` (see ``linear_scan``); ``None``: the
-        backend's default (``DEFAULT_STRATEGY``, ``"tree"``).
+      strategy: ``"tree"``: all steps at once (the tree scan of ``linear_scan``; a
+        ``ParallelFormCell``'s fully parallel form, the mLSTM's quadratic form); or
+        ``"chunked"``: chunks of ``chunk_size`` steps at once, sequential over chunks (the
+        chunked scan; the mLSTM's chunkwise form). ``None``: the backend's default
+        (``DEFAULT_STRATEGY``, ``"tree"``).
       chunk_size: steps per chunk for ``"chunked"``; ``None``: ``ceil(sqrt(time))``.
 
     Example:
@@ -187,12 +192,16 @@ class Parallel(Method):
         check_int("Parallel", "chunk_size", self.chunk_size, optional=True)
 
     def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, jax.Array]:
+        if isinstance(cell, LinearCell | ParallelFormCell) and jax.tree.leaves(xs)[0].shape[0] == 0:
+            return scan_cell(cell, carry, xs, run.valid, run.reverse)  # no steps: nothing to scan
+        if isinstance(cell, ParallelFormCell):
+            return self.unroll_parallel_form(cell, carry, xs, run)
         if not isinstance(cell, LinearCell):
             raise self.cannot_run(
                 cell,
                 "be a cell that is linear in its state",
-                "mingru, minlstm and lru are; use method='sequential', or 'deer'/'quasi_deer' "
-                "for a nonlinear cell",
+                "mingru, minlstm, lru, rglru and mlstm are; use method='sequential', or "
+                "'deer'/'quasi_deer' for a nonlinear cell",
             )
         projected = cell.input_projection(xs)
         a, b = cell.linear_coefficients(projected)
@@ -210,4 +219,26 @@ class Parallel(Method):
         ys = cell.readout(hs, projected)
         if run.valid is not None:
             ys = jnp.where(expand_mask(run.valid, ys), ys, jnp.zeros_like(ys))
+        return new_carry, ys
+
+    def unroll_parallel_form(
+        self, cell: ParallelFormCell, carry: Any, xs: Any, run: Run
+    ) -> tuple[Any, jax.Array]:
+        """A ``ParallelFormCell``'s run: its ``parallel_form`` over the (for ``reverse``,
+        time-flipped) projected inputs; outputs of masked steps zeroed, carry dtypes kept."""
+        projected = cell.input_projection(xs)
+        valid = run.valid
+        if run.reverse:  # the forward run of the flipped sequence: its padding comes first
+            projected = jax.tree.map(lambda a: a[::-1], projected)
+            valid = None if valid is None else valid[::-1]
+        chunk_size = None
+        if (self.strategy or _default_strategy()) == "chunked":
+            num_steps = jax.tree.leaves(xs)[0].shape[0]
+            chunk_size = self.chunk_size or math.isqrt(max(num_steps - 1, 0)) + 1
+        new_carry, ys = cell.parallel_form(carry, projected, valid, chunk_size)
+        if valid is not None:
+            ys = jnp.where(expand_mask(valid, ys), ys, jnp.zeros_like(ys))
+        if run.reverse:
+            ys = ys[::-1]
+        new_carry = jax.tree.map(lambda n, o: n.astype(o.dtype), new_carry, carry)
         return new_carry, ys
