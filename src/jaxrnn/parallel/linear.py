@@ -161,8 +161,9 @@ def _default_strategy() -> str:
 class Parallel(Method):
     """``unroll(..., method="parallel")``: cells linear in their state (``LinearCell``:
     ``"mingru"``, ``"minlstm"``, ``"lru"``, ``"rglru"``) as one
-    [`linear_scan`][jaxrnn.parallel.linear_scan] over time, and cells with a parallel form of their own (``ParallelFormCell``:
-    ``"mlstm"``) by their ``parallel_form``; any other cell raises ``MethodError``.
+    [`linear_scan`][jaxrnn.parallel.linear_scan] over time, and cells with a parallel form of
+    their own (``ParallelFormCell``: ``"mlstm"``) by their ``parallel_form``; any other cell
+    raises ``MethodError``.
 
     Args:
       strategy: ``"tree"``: all steps at once (the tree scan of ``linear_scan``; a
