@@ -186,21 +186,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few points, small sizes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--cells", nargs="+", default=["mingru"], help="linear cells to time")
+    parser.add_argument("--no-deer", action="store_true", help="only the linear cells")
+    parser.add_argument("--lengths", type=int, nargs="+", help="T values (default by --quick)")
+    parser.add_argument("--tag", default="", help="suffix of the results' file names")
     args = parser.parse_args()
     if args.quick:
         lengths, sizes, repeats = [100, 1_000, 10_000], [1, 64], 3
     else:
         lengths, sizes, repeats = [100, 1_000, 10_000, 100_000], [1, 16, 64, 256], 3
+    lengths = args.lengths or lengths
     rows = []
     for num_steps in lengths:
         for size in sizes:
             new = [r for c in args.cells for r in linear_cell_rows(c, num_steps, size, repeats)]
-            new += deer_rows(num_steps, size, repeats)
+            new += [] if args.no_deer else deer_rows(num_steps, size, repeats)
             for row in new:
                 print(json.dumps(row), flush=True)
             rows += new
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"parallel_in_time_{jax.default_backend()}{'_quick' if args.quick else ''}"
+    name += f"_{args.tag}" if args.tag else ""
     meta = dict(
         backend=jax.default_backend(),
         device=str(jax.devices()[0]),
