@@ -232,7 +232,9 @@ def unroll(
     With ``reverse=True`` each sequence runs backward over its own valid steps, from
     ``lengths[b] - 1`` down to ``0``, with ``ys`` at the input positions and padding
     left at the end. Composites ([`stack`][jaxrnn.stack], [`bidirectional`][jaxrnn.bidirectional])
-    run layer by layer, each layer over the whole sequence.
+    run layer by layer, each layer over the whole sequence. Called outside ``jit``, the
+    run is compiled once per shape and method and reused by later calls (inside ``jit``
+    it is part of the caller's program).
 
     Args:
       params: cell or composite params.
