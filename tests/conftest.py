@@ -103,20 +103,22 @@ def model(request: pytest.FixtureRequest) -> CellSpec:
 def random_carry(params: Any, batch_shape: tuple[int, ...], key: jax.Array) -> Any:
     """A carry of ``params``' structure with standard normal entries (a non-zero state).
 
-    A normalizer state (a field ``n``: the sLSTM's) is positive in every state a run can
-    reach, and ``h = o c / n`` is ill-conditioned where it crosses zero: it is drawn as
+    The sLSTM's normalizer ``n`` is positive in every state a run can reach, and
+    ``h = o c / n`` is ill-conditioned where it crosses zero: it is drawn as
     ``exp(normal)``."""
     import jaxrnn
 
-    paths, treedef = jax.tree_util.tree_flatten_with_path(jaxrnn.init_carry(params, batch_shape))
-    keys = jax.random.split(key, len(paths))
+    leaves, treedef = jax.tree.flatten(jaxrnn.init_carry(params, batch_shape))
+    keys = jax.random.split(key, len(leaves))
+    carry = treedef.unflatten(
+        [jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves, strict=True)]
+    )
 
-    def draw(k: jax.Array, path: tuple, leaf: jax.Array) -> jax.Array:
-        x = jax.random.normal(k, leaf.shape, leaf.dtype)
-        return jnp.exp(x) if path and getattr(path[-1], "name", None) == "n" else x
+    def positive_normalizer(c: Any) -> Any:
+        return c._replace(n=jnp.exp(c.n)) if isinstance(c, jaxrnn.cells.SLSTMState) else c
 
-    return treedef.unflatten(
-        [draw(k, path, leaf) for k, (path, leaf) in zip(keys, paths, strict=True)]
+    return jax.tree.map(
+        positive_normalizer, carry, is_leaf=lambda c: isinstance(c, jaxrnn.cells.SLSTMState)
     )
 
 
