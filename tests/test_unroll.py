@@ -338,6 +338,29 @@ def test_remat_and_scan_unroll_give_same_values_and_gradients(padded_batch):
     assert_trees_close(unrolled, plain, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["rglru", "conv1d", "slstm", "mlstm"])
+def test_remat_equals_plain_for_the_modern_cells_in_a_bidirectional_stack(name, padded_batch):
+    """The cells of Griffin/Hawk and xLSTM in 2 bidirectional layers, reversed, with lengths:
+    ``remat`` recomputes the same values and gradients."""
+    params = jaxrnn.init_params(
+        jax.random.key(29), name, INPUT_SIZE, HIDDEN_SIZE, num_layers=2, bidirectional=True
+    )
+    lengths = jnp.array([NUM_STEPS, 0, 2])
+    xs = padded_batch(jax.random.key(30), NUM_STEPS, lengths, INPUT_SIZE)
+
+    @jax.jit
+    def values_and_grads(params, xs):
+        def grads(**scan_options):
+            return jax.value_and_grad(loss_of_run, argnums=(0, 2))(
+                params, None, xs, lengths, reverse=True, **scan_options
+            )
+
+        return grads(), grads(remat=True)
+
+    plain, remat = values_and_grads(params, xs)
+    assert_trees_close(remat, plain, rtol=1e-5, atol=1e-6)
+
+
 # --- params as pytrees -----------------------------------------------------------------
 
 
