@@ -22,11 +22,11 @@ import argparse
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from parallel_in_time import timed  # a sibling script: benchmarks/ is on sys.path
 
 import jaxrnn
 from jaxrnn.parallel import Parallel
@@ -38,18 +38,6 @@ CHUNK_SIZE = 64
 #: The quadratic form's T x T matrices (and their gradients) grow as T²: stop before the
 #: memory does.
 QUADRATIC_MAX_STEPS = 2048
-
-
-def timed(fn, *args, repeats: int) -> float:
-    """Best wall time in seconds of ``fn(*args)`` after one compiling call (the minimum:
-    on a machine shared with other jobs, noise only ever adds time)."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def methods(num_steps: int) -> dict:
