@@ -66,14 +66,15 @@ def test_fast_path_covers_the_builtin_cells(spec):
 
 
 @pytest.mark.parametrize("spec", [pytest.param(s, id=s.id) for s in CELLS])
-def test_default_method_is_fused_for_lstm_and_sequential_otherwise(spec):
+def test_default_method_is_fused_for_small_lstm_and_gru_and_sequential_otherwise(spec):
     """``unroll``'s default (``"auto"``) gives bit for bit what the method it picks gives:
-    ``"fused"`` for an LSTM cell without projection, ``"sequential"`` for every other cell."""
+    ``"fused"`` for an LSTM cell without projection or a GRU with ``reset_after`` while
+    ``batch * hidden_size <= FUSED_MAX_STATE``, ``"sequential"`` for every other cell."""
     params, carry, xs, _ = _problem(spec, None)
     params, carry, xs = jax.tree.map(lambda a: a.astype(jnp.float32), (params, carry, xs))
-    is_plain_lstm = spec.name == "lstm" and not spec.options.get("proj_size", 0)
-    picked = "fused" if is_plain_lstm else "sequential"
-    assert _fast.prefers_fused(params) == (picked == "fused")
+    fused_cell = spec.name in ("lstm", "gru") and spec in FAST_CELLS
+    picked = "fused" if fused_cell else "sequential"
+    assert _fast.prefers_fused(params, xs) == (picked == "fused")
     grad = jax.jit(jax.grad(_loss("auto", None, False), argnums=(0, 1, 2)))
     grad_picked = jax.jit(jax.grad(_loss(picked, None, False), argnums=(0, 1, 2)))
     default = jax.jit(lambda p, c, x: jaxrnn.unroll(p, c, x))(params, carry, xs)
@@ -82,6 +83,20 @@ def test_default_method_is_fused_for_lstm_and_sequential_otherwise(spec):
     jax.tree.map(
         np.testing.assert_array_equal, grad(params, carry, xs), grad_picked(params, carry, xs)
     )
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_default_method_is_sequential_above_the_measured_state_size(name):
+    """Past ``batch * hidden_size = FUSED_MAX_STATE`` the default runs the plain scan."""
+    params = jaxrnn.init_params(jax.random.key(0), name, 2, HIDDEN_SIZE)
+    batch = _fast.FUSED_MAX_STATE // HIDDEN_SIZE
+    for size, picked in ((batch, "fused"), (batch + 1, "sequential")):
+        xs = jnp.cos(jnp.arange(2 * size * 2.0)).reshape(2, size, 2)
+        assert _fast.prefers_fused(params, xs) == (picked == "fused")
+        loss = _loss("auto", None, False)
+        default = jax.jit(jax.value_and_grad(loss))(params, None, xs)
+        explicit = jax.jit(jax.value_and_grad(_loss(picked, None, False)))(params, None, xs)
+        jax.tree.map(np.testing.assert_array_equal, default, explicit)
 
 
 def _value_cases():

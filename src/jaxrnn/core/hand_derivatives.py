@@ -25,10 +25,9 @@ Each supported cell has a ``Kernel``: its pointwise gate math, the residuals the
 tangent needs, and the tangent of the pointwise math written out by hand. Cells without
 a kernel (or configurations a kernel does not cover) run the reference. The reference
 stays the oracle: ``tests/test_fast_path.py`` checks every kernel against it, values and
-derivatives. Measured on a 2-core XLA:CPU machine it trains an LSTM faster than the
-reference (0.75-0.85x at small batches, about 2x at T=16,000; equal within noise at
-large ones) and a GRU or Elman RNN not reliably faster (``docs/performance.md``): the
-default, ``method="auto"``, takes it for LSTMs only.
+derivatives. Measured on a 2-core XLA:CPU machine it trains LSTMs and GRUs 0.6-0.9x the
+reference's time while ``batch * hidden_size <= FUSED_MAX_STATE`` and 4-18% slower above it
+(``docs/performance.md``): the default, ``method="auto"``, takes it there only.
 """
 
 from __future__ import annotations
@@ -45,7 +44,15 @@ from jaxrnn.cells.gru import GRUParams
 from jaxrnn.cells.lstm import LSTMParams, LSTMState
 from jaxrnn.cells.rnn import RNNParams
 
-__all__ = ["Kernel", "fast_unroll", "kernel_for", "prefers_fused", "remat_scan", "segment_length"]
+__all__ = [
+    "FUSED_MAX_STATE",
+    "Kernel",
+    "fast_unroll",
+    "kernel_for",
+    "prefers_fused",
+    "remat_scan",
+    "segment_length",
+]
 
 
 class Kernel(NamedTuple):
@@ -65,6 +72,16 @@ class Kernel(NamedTuple):
     tangent: Callable[..., tuple[Any, jax.Array]]
     #: ``carry -> h``: the part of the carry that multiplies ``W_h``.
     hidden: Callable[[Any], jax.Array]
+    #: ``(params, carry0, residuals, ys, entering) -> residuals``: the tangent's
+    #: coefficients from what the loop stored, for all steps at once after the loop
+    #: (``entering(seq, first)`` gives the values entering each step).
+    expand: Callable[..., Any] = lambda params, carry0, residuals, ys, entering: residuals
+    #: ``(values, derivatives)``: whether the forward loop run for the values alone, and
+    #: the one run under differentiation, take ``P = xs W_x + b_x`` computed for all steps
+    #: before the loop (one GEMM) rather than ``x_t W_x + b_x`` in each step. Chosen per
+    #: cell by measurement (``docs/performance.md``): XLA:CPU fuses the per-step slice of
+    #: ``P`` into the gate math, which it then does not vectorize in some fusions.
+    hoist: tuple[bool, bool] = (False, False)
 
 
 # --- LSTM: gates i, f, g, o -------------------------------------------------------------
@@ -108,34 +125,52 @@ LSTM_KERNEL = Kernel(_lstm_pointwise, _add, _lstm_tangent, hidden=lambda carry: 
 
 def _gru_pointwise(params: GRUParams, h: jax.Array, p: jax.Array, a: jax.Array):
     size = params.hidden_size
-    rz = jax.nn.sigmoid(p[..., : 2 * size] + a[..., : 2 * size])
-    r, z = rz[..., :size], rz[..., size:]
+    t_rz = jnp.tanh(0.5 * (p[..., : 2 * size] + a[..., : 2 * size]))  # sigmoid = 0.5 t + 0.5
+    r, z = 0.5 * t_rz[..., :size] + 0.5, 0.5 * t_rz[..., size:] + 0.5
     a_n = a[..., 2 * size :]
     n = jnp.tanh(p[..., 2 * size :] + r * a_n)
     h_new = n + z * (h - n)  # as GRUParams.recurrence, so both round alike
-    # dh' = k_r (dp_r + da_r) + k_z (dp_z + da_z) + k_n dp_n + k_an da_n + z dh
+    return h_new, h_new, (t_rz, n, a_n)
+
+
+def _gru_expand(params: GRUParams, h0: jax.Array, residuals, ys, entering):
+    # dh' = k_r (dp_r + da_r) + k_z (dp_z + da_z) + k_an da_n + k_n dp_n + z dh
+    size = params.hidden_size
+    t_rz, n, a_n = residuals
+    slope_rz = 0.25 * (1 - t_rz * t_rz)  # sigmoid' of r and z
+    r, z = 0.5 * t_rz[..., :size] + 0.5, 0.5 * t_rz[..., size:] + 0.5
     k_n = (1 - z) * (1 - n * n)
-    k_rz = jnp.concatenate([k_n * a_n * r * (1 - r), z * (1 - z) * (h - n)], axis=-1)
-    return h_new, h_new, (k_rz, k_n, k_n * r, z)
+    k_gates = jnp.concatenate(
+        [slope_rz[..., :size] * k_n * a_n, slope_rz[..., size:] * (entering(ys, h0) - n), k_n * r],
+        axis=-1,
+    )
+    return k_gates, k_n, z
 
 
 def _gru_combine(params: GRUParams, dp: jax.Array, da0: jax.Array):
+    """``(X, Y)``: ``X`` multiplies like ``dA`` (``dp + dA0`` for r and z, ``dA0`` for n),
+    ``Y = dp_n`` enters ``n`` outside the reset gate."""
     size = params.hidden_size
     rz = dp[..., : 2 * size] + da0[..., : 2 * size]
-    return jnp.concatenate([rz, dp[..., 2 * size :]], axis=-1), da0[..., 2 * size :]
+    return jnp.concatenate([rz, da0[..., 2 * size :]], axis=-1), dp[..., 2 * size :]
 
 
 def _gru_tangent(params: GRUParams, residual, dh, hoisted, da):
-    size = params.hidden_size
-    k_rz, k_n, k_an, z = residual
-    d_rz_xn, da0_n = hoisted
-    k_r, k_z = jnp.split(k_rz * (d_rz_xn[..., : 2 * size] + da[..., : 2 * size]), 2, axis=-1)
-    dh_new = k_r + k_z + k_n * d_rz_xn[..., 2 * size :] + k_an * (da0_n + da[..., 2 * size :])
-    dh_new = dh_new + z * dh
+    k_gates, k_n, z = residual
+    x, y = hoisted
+    d_gates = (k_gates * (x + da)).reshape(*z.shape[:-1], 3, z.shape[-1])
+    dh_new = jnp.sum(d_gates, axis=-2) + k_n * y + z * dh
     return dh_new, dh_new
 
 
-GRU_KERNEL = Kernel(_gru_pointwise, _gru_combine, _gru_tangent, hidden=lambda h: h)
+GRU_KERNEL = Kernel(
+    _gru_pointwise,
+    _gru_combine,
+    _gru_tangent,
+    hidden=lambda h: h,
+    expand=_gru_expand,
+    hoist=(False, True),
+)
 
 
 # --- Elman RNN ---------------------------------------------------------------------------
@@ -160,10 +195,20 @@ def _rnn_tangent(params: RNNParams, slope, dh, dpre0, da):
 RNN_KERNEL = Kernel(_rnn_pointwise, _add, _rnn_tangent, hidden=lambda h: h)
 
 
-def prefers_fused(params: Any) -> bool:
-    """Whether ``unroll``'s default (``method="auto"``) takes this path for ``params``:
-    for the LSTM kernel, the one measured faster than the plain scan (``docs/performance.md``)."""
-    return kernel_for(params) is LSTM_KERNEL
+#: ``unroll``'s default takes the fast path for LSTM and GRU cells up to this many state
+#: values per step (``batch * hidden_size``); above it the plain scan was measured faster.
+FUSED_MAX_STATE = 8192
+
+
+def prefers_fused(params: Any, xs: jax.Array) -> bool:
+    """Whether ``unroll``'s default (``method="auto"``) takes this path for ``params``
+    over ``xs`` (``(time, *batch, input_size)``), as measured on XLA:CPU
+    (``docs/performance.md``): for LSTM (without projection) and GRU (``reset_after``)
+    cells when ``batch * hidden_size <= FUSED_MAX_STATE``. Training took 0.6-0.9x the
+    plain scan's time there, and 0.8-0.95x above it the other way round."""
+    if kernel_for(params) not in (LSTM_KERNEL, GRU_KERNEL):
+        return False
+    return math.prod(xs.shape[1:-1]) * params.hidden_size <= FUSED_MAX_STATE
 
 
 def kernel_for(params: Any) -> Kernel | None:
@@ -195,7 +240,9 @@ def _zero_masked(valid_t: jax.Array | None, y: jax.Array) -> jax.Array:
     return y if valid_t is None else jnp.where(valid_t[..., None], y, jnp.zeros_like(y))
 
 
-def _forward(kernel: Kernel, reverse: bool, unroll: int | bool, params, carry, xs, valid):
+def _forward(
+    kernel: Kernel, hoist: bool, reverse: bool, unroll: int | bool, params, carry, xs, valid
+):
     """The forward loop: ``(carry, (ys, residuals))``.
 
     The input projection stays inside the loop: on XLA:CPU, computing it for all steps
@@ -206,12 +253,14 @@ def _forward(kernel: Kernel, reverse: bool, unroll: int | bool, params, carry, x
 
     def body(carry, inputs):
         x_t, valid_t = inputs
-        p_t = _affine(x_t, params.w_x, params.b_x)
+        p_t = x_t if hoist else _affine(x_t, params.w_x, params.b_x)
         a_t = _affine(kernel.hidden(carry), params.w_h, params.b_h)
         new, y, residual = kernel.pointwise(params, carry, p_t, a_t)
         new = _mask(valid_t, new, carry)
         return new, (_zero_masked(valid_t, y), residual)
 
+    if hoist:
+        xs = _affine(xs, params.w_x, params.b_x)
     return jax.lax.scan(body, carry, (xs, valid), reverse=reverse, unroll=unroll)
 
 
@@ -234,7 +283,7 @@ def _hidden_in(ys: jax.Array, h0: jax.Array, valid: jax.Array | None, reverse: b
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
 def _fast(kernel: Kernel, reverse: bool, unroll: int | bool, params, carry, xs, valid):
-    carry, (ys, _) = _forward(kernel, reverse, unroll, params, carry, xs, valid)
+    carry, (ys, _) = _forward(kernel, kernel.hoist[0], reverse, unroll, params, carry, xs, valid)
     return carry, ys
 
 
@@ -242,8 +291,13 @@ def _fast(kernel: Kernel, reverse: bool, unroll: int | bool, params, carry, xs, 
 def _fast_jvp(kernel: Kernel, reverse: bool, unroll: int | bool, primals, tangents):
     params, carry0, xs, valid = primals
     dparams, dcarry0, dxs, _ = tangents
-    carry, (ys, residuals) = _forward(kernel, reverse, unroll, *primals)
-    h_in = _hidden_in(ys, kernel.hidden(carry0), valid, reverse)
+    carry, (ys, residuals) = _forward(kernel, kernel.hoist[1], reverse, unroll, *primals)
+
+    def entering(seq, first):
+        return _hidden_in(seq, first, valid, reverse)
+
+    h_in = entering(ys, kernel.hidden(carry0))
+    residuals = kernel.expand(params, carry0, residuals, ys, entering)
 
     # Everything that does not depend on the state tangent: one GEMM per term, all steps.
     dp = _affine(dxs, params.w_x, None) + _affine(xs, dparams.w_x, dparams.b_x)

@@ -199,12 +199,16 @@ class HandDerivatives(Method):
 
 @dataclasses.dataclass(frozen=True)
 class Auto(Method):
-    """The default: per cell, the method measured fastest on XLA:CPU (``docs/performance.md``).
+    """The default: per cell and size, the method measured fastest on XLA:CPU
+    (``docs/performance.md``).
 
-    ``HandDerivatives`` for LSTM cells without ``proj_size`` (training 0.6-0.85x the plain
-    scan's time, the same forward) whose params, carry and inputs share a dtype;
-    ``Sequential`` for every other cell, and whenever ``remat`` is on. Never raises
-    ``MethodError``.
+    ``HandDerivatives`` for LSTM cells without ``proj_size`` and GRU cells with
+    ``reset_after=True`` whose params, carry and inputs share a dtype, when the state per
+    step is small, ``batch * hidden_size <= 8192``
+    (``jaxrnn.core.hand_derivatives.FUSED_MAX_STATE``): training took 0.6-0.9x the plain
+    scan's time there, the forward the same within noise. ``Sequential`` for every other cell,
+    above that size (where the plain scan trained 5-18% faster), and whenever ``remat`` is
+    on. Never raises ``MethodError``.
     """
 
     unroll: int | bool = 1
@@ -216,7 +220,7 @@ class Auto(Method):
         check_bool("Auto", "remat", self.remat)
 
     def unroll_cell(self, cell: Any, carry: Any, xs: Any, run: Run) -> tuple[Any, Any]:
-        if not (self.remat or run.carry_outputs) and hand_derivatives.prefers_fused(cell):
+        if not (self.remat or run.carry_outputs) and hand_derivatives.prefers_fused(cell, xs):
             # None where the kernel does not apply to these arrays (mixed dtypes).
             fast = hand_derivatives.fast_unroll(
                 cell, carry, xs, run.valid, run.reverse, self.unroll
