@@ -256,7 +256,8 @@ def unroll(
       method: how cells run over time: a method object that carries its settings, or the
         string alias of a default (see ``jaxrnn.core.methods.as_method``):
         ``"auto"`` (the default, [`Auto`][jaxrnn.core.methods.Auto]: hand-written
-        derivatives for LSTM cells, where they train faster, the plain scan otherwise);
+        derivatives for LSTM and GRU cells while ``batch * hidden_size <= 8192``, where
+        they train faster, the plain scan otherwise);
         ``"sequential"`` ([`Sequential`][jaxrnn.core.methods.Sequential]: ``lax.scan`` of
         the cell's step, every cell: the reference);
         ``"fused"`` ([`HandDerivatives`][jaxrnn.core.methods.HandDerivatives]: built-in
