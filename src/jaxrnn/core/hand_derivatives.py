@@ -76,12 +76,11 @@ class Kernel(NamedTuple):
     #: coefficients from what the loop stored, for all steps at once after the loop
     #: (``entering(seq, first)`` gives the values entering each step).
     expand: Callable[..., Any] = lambda params, carry0, residuals, ys, entering: residuals
-    #: ``(values, derivatives)``: whether the forward loop run for the values alone, and
-    #: the one run under differentiation, take ``P = xs W_x + b_x`` computed for all steps
-    #: before the loop (one GEMM) rather than ``x_t W_x + b_x`` in each step. Chosen per
-    #: cell by measurement (``docs/performance.md``): XLA:CPU fuses the per-step slice of
-    #: ``P`` into the gate math, which it then does not vectorize in some fusions.
-    hoist: tuple[bool, bool] = (False, False)
+    #: Whether the forward loop run under differentiation takes ``P = xs W_x + b_x``
+    #: computed for all steps before the loop (one GEMM) rather than ``x_t W_x + b_x`` in
+    #: each step; chosen per cell by measurement (``docs/performance.md``). The loop run
+    #: for the values alone always projects in the loop (see ``_forward``).
+    hoist_when_differentiated: bool = False
 
 
 # --- LSTM: gates i, f, g, o -------------------------------------------------------------
@@ -123,10 +122,16 @@ LSTM_KERNEL = Kernel(_lstm_pointwise, _add, _lstm_tangent, hidden=lambda carry: 
 # --- GRU (reset_after=True): gates r, z, n -----------------------------------------------
 
 
+def _gru_reset_update(t_rz: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(r, z)`` from ``tanh`` of half their pre-activations: ``sigmoid = 0.5 t + 0.5``."""
+    r, z = jnp.split(0.5 * t_rz + 0.5, 2, axis=-1)
+    return r, z
+
+
 def _gru_pointwise(params: GRUParams, h: jax.Array, p: jax.Array, a: jax.Array):
     size = params.hidden_size
-    t_rz = jnp.tanh(0.5 * (p[..., : 2 * size] + a[..., : 2 * size]))  # sigmoid = 0.5 t + 0.5
-    r, z = 0.5 * t_rz[..., :size] + 0.5, 0.5 * t_rz[..., size:] + 0.5
+    t_rz = jnp.tanh(0.5 * (p[..., : 2 * size] + a[..., : 2 * size]))
+    r, z = _gru_reset_update(t_rz)
     a_n = a[..., 2 * size :]
     n = jnp.tanh(p[..., 2 * size :] + r * a_n)
     h_new = n + z * (h - n)  # as GRUParams.recurrence, so both round alike
@@ -138,7 +143,7 @@ def _gru_expand(params: GRUParams, h0: jax.Array, residuals, ys, entering):
     size = params.hidden_size
     t_rz, n, a_n = residuals
     slope_rz = 0.25 * (1 - t_rz * t_rz)  # sigmoid' of r and z
-    r, z = 0.5 * t_rz[..., :size] + 0.5, 0.5 * t_rz[..., size:] + 0.5
+    r, z = _gru_reset_update(t_rz)
     k_n = (1 - z) * (1 - n * n)
     k_gates = jnp.concatenate(
         [slope_rz[..., :size] * k_n * a_n, slope_rz[..., size:] * (entering(ys, h0) - n), k_n * r],
@@ -169,7 +174,7 @@ GRU_KERNEL = Kernel(
     _gru_tangent,
     hidden=lambda h: h,
     expand=_gru_expand,
-    hoist=(False, True),
+    hoist_when_differentiated=True,
 )
 
 
@@ -245,10 +250,12 @@ def _forward(
 ):
     """The forward loop: ``(carry, (ys, residuals))``.
 
-    The input projection stays inside the loop: on XLA:CPU, computing it for all steps
-    first was slower (see ``docs/performance.md``), because the loop then reads a slice
-    of the big projection inside the fused gate math, and XLA:CPU does not vectorize a
-    fusion that contains a dynamic slice.
+    Without ``hoist`` the input projection stays inside the loop: on XLA:CPU, computing it
+    for all steps first was slower (see ``docs/performance.md``) wherever the loop then
+    reads a slice of the big projection inside the fused gate math, as XLA:CPU does not
+    vectorize a fusion that contains a dynamic slice. Under differentiation, where the
+    stored residuals split the gate math into several fusions, it can pay
+    (``Kernel.hoist_when_differentiated``).
     """
 
     def body(carry, inputs):
@@ -283,7 +290,7 @@ def _hidden_in(ys: jax.Array, h0: jax.Array, valid: jax.Array | None, reverse: b
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
 def _fast(kernel: Kernel, reverse: bool, unroll: int | bool, params, carry, xs, valid):
-    carry, (ys, _) = _forward(kernel, kernel.hoist[0], reverse, unroll, params, carry, xs, valid)
+    carry, (ys, _) = _forward(kernel, False, reverse, unroll, params, carry, xs, valid)
     return carry, ys
 
 
@@ -291,7 +298,8 @@ def _fast(kernel: Kernel, reverse: bool, unroll: int | bool, params, carry, xs, 
 def _fast_jvp(kernel: Kernel, reverse: bool, unroll: int | bool, primals, tangents):
     params, carry0, xs, valid = primals
     dparams, dcarry0, dxs, _ = tangents
-    carry, (ys, residuals) = _forward(kernel, kernel.hoist[1], reverse, unroll, *primals)
+    hoist = kernel.hoist_when_differentiated
+    carry, (ys, residuals) = _forward(kernel, hoist, reverse, unroll, *primals)
 
     def entering(seq, first):
         return _hidden_in(seq, first, valid, reverse)
