@@ -316,6 +316,22 @@ def test_jit_vmap_grad_composes(name, options, padded_batch):
     assert_trees_close(jax.tree.map(lambda g: g.sum(0), per_example), total, rtol=1e-5, atol=1e-5)
 
 
+def _value_and_grads_per_scan_options(params, xs, lengths, option_sets):
+    """``value_and_grad`` of a reversed run with ``lengths`` (w.r.t. params and xs), once
+    per dict of scan options, all in one jitted program."""
+
+    @jax.jit
+    def run(params, xs):
+        return [
+            jax.value_and_grad(loss_of_run, argnums=(0, 2))(
+                params, None, xs, lengths, reverse=True, **options
+            )
+            for options in option_sets
+        ]
+
+    return run(params, xs)
+
+
 def test_remat_and_scan_unroll_give_same_values_and_gradients(padded_batch):
     """On bidirectional LSTMs with projection (the options pass through composites)."""
     params = jaxrnn.init_params(
@@ -323,17 +339,9 @@ def test_remat_and_scan_unroll_give_same_values_and_gradients(padded_batch):
     )
     lengths = jnp.array([NUM_STEPS, 0, 2])
     xs = padded_batch(jax.random.key(28), NUM_STEPS, lengths, INPUT_SIZE)
-
-    @jax.jit
-    def values_and_grads(params, xs):
-        def grads(**scan_options):
-            return jax.value_and_grad(loss_of_run, argnums=(0, 2))(
-                params, None, xs, lengths, reverse=True, **scan_options
-            )
-
-        return grads(), grads(remat=True), grads(unroll=2)
-
-    plain, remat, unrolled = values_and_grads(params, xs)
+    plain, remat, unrolled = _value_and_grads_per_scan_options(
+        params, xs, lengths, ({}, {"remat": True}, {"unroll": 2})
+    )
     assert_trees_close(remat, plain, rtol=1e-5, atol=1e-6)
     assert_trees_close(unrolled, plain, rtol=1e-5, atol=1e-6)
 
@@ -347,17 +355,7 @@ def test_remat_equals_plain_for_the_modern_cells_in_a_bidirectional_stack(name, 
     )
     lengths = jnp.array([NUM_STEPS, 0, 2])
     xs = padded_batch(jax.random.key(30), NUM_STEPS, lengths, INPUT_SIZE)
-
-    @jax.jit
-    def values_and_grads(params, xs):
-        def grads(**scan_options):
-            return jax.value_and_grad(loss_of_run, argnums=(0, 2))(
-                params, None, xs, lengths, reverse=True, **scan_options
-            )
-
-        return grads(), grads(remat=True)
-
-    plain, remat = values_and_grads(params, xs)
+    plain, remat = _value_and_grads_per_scan_options(params, xs, lengths, ({}, {"remat": True}))
     assert_trees_close(remat, plain, rtol=1e-5, atol=1e-6)
 
 
