@@ -7,10 +7,7 @@ The reference (``scan_cell`` with ``params.step``, the default method) computes,
 differently:
 
 * **Forward.** As the reference, plus the residuals the derivatives need, chosen as the
-  coefficients of the tangent (so the backward loop only multiplies and adds). Where the
-  gates read only the sum ``x_t W_x + h_{t-1} W_h`` (LSTM, Elman RNN), each step forms it
-  with one GEMM, ``[x_t, h_{t-1}] [W_x; W_h]``: the same multiply-adds in one call
-  instead of two, which is what small states pay for on XLA:CPU.
+  coefficients of the tangent (so the backward loop only multiplies and adds).
 * **Derivatives.** The function is a ``jax.custom_jvp`` whose tangent is written so that
   everything that does not depend on the state tangent is one GEMM outside the loop:
 
@@ -84,11 +81,6 @@ class Kernel(NamedTuple):
     #: each step; chosen per cell by measurement (``docs/performance.md``). The loop run
     #: for the values alone always projects in the loop (see ``_forward``).
     hoist_when_differentiated: bool = False
-    #: Whether ``pointwise`` reads ``P_t`` and ``A_t`` only through their sum, so that the
-    #: loop may form it with one GEMM, ``[x_t, h_{t-1}] [W_x; W_h] + (b_x + b_h)``: one
-    #: call into the GEMM library per step instead of two (the cost that dominates small
-    #: states on XLA:CPU), the same number of multiply-adds.
-    additive: bool = False
 
 
 # --- LSTM: gates i, f, g, o -------------------------------------------------------------
@@ -124,9 +116,7 @@ def _lstm_tangent(params: LSTMParams, residual, dcarry: LSTMState, dpre0, da):
     return LSTMState(h=dh, c=dc), dh
 
 
-LSTM_KERNEL = Kernel(
-    _lstm_pointwise, _add, _lstm_tangent, hidden=lambda carry: carry.h, additive=True
-)
+LSTM_KERNEL = Kernel(_lstm_pointwise, _add, _lstm_tangent, hidden=lambda carry: carry.h)
 
 
 # --- GRU (reset_after=True): gates r, z, n -----------------------------------------------
@@ -207,7 +197,7 @@ def _rnn_tangent(params: RNNParams, slope, dh, dpre0, da):
     return dh_new, dh_new
 
 
-RNN_KERNEL = Kernel(_rnn_pointwise, _add, _rnn_tangent, hidden=lambda h: h, additive=True)
+RNN_KERNEL = Kernel(_rnn_pointwise, _add, _rnn_tangent, hidden=lambda h: h)
 
 
 #: ``unroll``'s default takes the fast path for LSTM and GRU cells up to this many state
@@ -265,32 +255,19 @@ def _forward(
     reads a slice of the big projection inside the fused gate math, as XLA:CPU does not
     vectorize a fusion that contains a dynamic slice. Under differentiation, where the
     stored residuals split the gate math into several fusions, it can pay
-    (``Kernel.hoist_when_differentiated``). Otherwise an ``additive`` kernel gets its
-    pre-activations from one GEMM per step, ``[x_t, h_{t-1}] [W_x; W_h] + (b_x + b_h)``
-    (measured 0.64-0.98x the two GEMMs' time on the forward, up to 0.9x trained, where
-    ``method="auto"`` takes this path; ``docs/performance.md``).
+    (``Kernel.hoist_when_differentiated``).
     """
-
-    if hoist:
-        xs = _affine(xs, params.w_x, params.b_x)
-    elif kernel.additive:
-        w_xh = jnp.concatenate([params.w_x, params.w_h], axis=0)
-        biases = [b for b in (params.b_x, params.b_h) if b is not None]
-        b_xh = sum(biases[1:], biases[0]) if biases else None
 
     def body(carry, inputs):
         x_t, valid_t = inputs
-        h = kernel.hidden(carry)
-        if hoist:
-            p_t, a_t = x_t, _affine(h, params.w_h, params.b_h)
-        elif kernel.additive:
-            p_t, a_t = _affine(jnp.concatenate([x_t, h], axis=-1), w_xh, b_xh), 0
-        else:
-            p_t, a_t = _affine(x_t, params.w_x, params.b_x), _affine(h, params.w_h, params.b_h)
+        p_t = x_t if hoist else _affine(x_t, params.w_x, params.b_x)
+        a_t = _affine(kernel.hidden(carry), params.w_h, params.b_h)
         new, y, residual = kernel.pointwise(params, carry, p_t, a_t)
         new = _mask(valid_t, new, carry)
         return new, (_zero_masked(valid_t, y), residual)
 
+    if hoist:
+        xs = _affine(xs, params.w_x, params.b_x)
     return jax.lax.scan(body, carry, (xs, valid), reverse=reverse, unroll=unroll)
 
 
