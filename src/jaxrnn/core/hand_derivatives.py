@@ -122,28 +122,23 @@ LSTM_KERNEL = Kernel(_lstm_pointwise, _add, _lstm_tangent, hidden=lambda carry: 
 # --- GRU (reset_after=True): gates r, z, n -----------------------------------------------
 
 
-def _gru_reset_update(t_rz: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(r, z)`` from ``tanh`` of half their pre-activations: ``sigmoid = 0.5 t + 0.5``."""
-    r, z = jnp.split(0.5 * t_rz + 0.5, 2, axis=-1)
-    return r, z
-
-
 def _gru_pointwise(params: GRUParams, h: jax.Array, p: jax.Array, a: jax.Array):
+    # The reference's arithmetic (GRUParams.recurrence), so both give the same bits.
     size = params.hidden_size
-    t_rz = jnp.tanh(0.5 * (p[..., : 2 * size] + a[..., : 2 * size]))
-    r, z = _gru_reset_update(t_rz)
+    s_rz = jax.nn.sigmoid(p[..., : 2 * size] + a[..., : 2 * size])
+    r, z = jnp.split(s_rz, 2, axis=-1)
     a_n = a[..., 2 * size :]
     n = jnp.tanh(p[..., 2 * size :] + r * a_n)
-    h_new = n + z * (h - n)  # as GRUParams.recurrence, so both round alike
-    return h_new, h_new, (t_rz, n, a_n)
+    h_new = n + z * (h - n)
+    return h_new, h_new, (s_rz, n, a_n)
 
 
 def _gru_expand(params: GRUParams, h0: jax.Array, residuals, ys, entering):
     # dh' = k_r (dp_r + da_r) + k_z (dp_z + da_z) + k_an da_n + k_n dp_n + z dh
     size = params.hidden_size
-    t_rz, n, a_n = residuals
-    slope_rz = 0.25 * (1 - t_rz * t_rz)  # sigmoid' of r and z
-    r, z = _gru_reset_update(t_rz)
+    s_rz, n, a_n = residuals
+    slope_rz = s_rz * (1 - s_rz)  # sigmoid' of r and z
+    r, z = jnp.split(s_rz, 2, axis=-1)
     k_n = (1 - z) * (1 - n * n)
     k_gates = jnp.concatenate(
         [slope_rz[..., :size] * k_n * a_n, slope_rz[..., size:] * (entering(ys, h0) - n), k_n * r],
