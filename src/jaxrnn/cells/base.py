@@ -128,6 +128,35 @@ class VectorCell(Cell):
         return jnp.zeros((*batch_shape, self.hidden_size), dtype)
 
 
+class InputToWidth(Cell):
+    """Shared structure of cells whose state has the width of their (projected) input, the
+    RG-LRU and the temporal convolution of Griffin: ``u = x W_in + b_in`` when the input
+    has another width, ``u = x`` when ``w_in`` is ``None`` (``init_input_projection``).
+    A subclass defines ``hidden_size``; the output has that width too.
+    """
+
+    if TYPE_CHECKING:  # fields of the subclasses' dataclasses, not fields of this class
+        w_in: jax.Array | None
+        b_in: jax.Array | None
+
+    @property
+    @abc.abstractmethod
+    def hidden_size(self) -> int:
+        """Width of ``u``, of the state and of the output."""
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.hidden_size if self.w_in is None else self.w_in.shape[0],)
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def to_width(self, x: jax.Array) -> jax.Array:
+        """``u``: ``x``, or ``x W_in + b_in``."""
+        return x if self.w_in is None else affine(x, self.w_in, self.b_in)
+
+
 class Unwrapped(NamedTuple):
     """What runs in the place of a wrapper (see ``WrappedCell.unwrap``)."""
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from jaxrnn.cells.base import LECUN_NORMAL, Cell, Initializer, affine, init_input_projection
+from jaxrnn.cells.base import LECUN_NORMAL, Initializer, InputToWidth, init_input_projection
 from jaxrnn.core.checks import check_int
 from jaxrnn.core.params import params_class
 
@@ -18,7 +18,7 @@ CONV_INIT = initializers.variance_scaling(0.01, "fan_in", "normal")
 
 
 @params_class
-class Conv1DParams(Cell):
+class Conv1DParams(InputToWidth):
     """Parameters of a causal depthwise temporal convolution of width ``w``.
 
     $$
@@ -51,16 +51,8 @@ class Conv1DParams(Cell):
     b: jax.Array | None  # shape=(hidden_size,), or None without bias
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.hidden_size if self.w_in is None else self.w_in.shape[0],)
-
-    @property
     def hidden_size(self) -> int:
         return self.w.shape[1]
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
 
     @property
     def temporal_width(self) -> int:
@@ -71,7 +63,7 @@ class Conv1DParams(Cell):
 
     def input_projection(self, x: jax.Array) -> jax.Array:
         """``u``: ``x``, or ``x W_in + b_in``."""
-        return x if self.w_in is None else affine(x, self.w_in, self.b_in)
+        return self.to_width(x)
 
     def recurrence(self, carry: jax.Array, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
         window = jnp.concatenate([carry, projected[..., None, :]], axis=-2)

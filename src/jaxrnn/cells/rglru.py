@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from jaxrnn.cells.base import LECUN_NORMAL, Initializer, affine, init_input_projection
+from jaxrnn.cells.base import LECUN_NORMAL, Initializer, InputToWidth, init_input_projection
 from jaxrnn.cells.linear import LinearCell
 from jaxrnn.core.checks import check_int, check_number, fail
 from jaxrnn.core.params import params_class
@@ -47,7 +47,7 @@ def block_diagonal(u: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array
 
 
 @params_class
-class RGLRUParams(LinearCell):
+class RGLRUParams(InputToWidth, LinearCell):
     """Parameters of an RG-LRU: a diagonal linear recurrence whose decay and input are
     gated by the input (Griffin, section 2.4, eqs. 1-4).
 
@@ -104,16 +104,8 @@ class RGLRUParams(LinearCell):
     a_logit: jax.Array  # shape=(hidden_size,): Λ, with a = σ(Λ)
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.hidden_size if self.w_in is None else self.w_in.shape[0],)
-
-    @property
     def hidden_size(self) -> int:
         return self.a_logit.shape[0]
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
 
     @property
     def num_heads(self) -> int:
@@ -124,7 +116,7 @@ class RGLRUParams(LinearCell):
 
     def input_projection(self, x: jax.Array) -> jax.Array:
         """``[u, u W_r + b_r, u W_i + b_i]`` concatenated on the last axis."""
-        u = x if self.w_in is None else affine(x, self.w_in, self.b_in)
+        u = self.to_width(x)
         gate_r = block_diagonal(u, self.w_r, self.b_r)
         gate_i = block_diagonal(u, self.w_i, self.b_i)
         return jnp.concatenate([u, gate_r, gate_i], axis=-1)
