@@ -125,10 +125,11 @@ def test_values_and_gradients_equal_reference(spec, scenario, x64):
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
-def test_forward_values_are_the_references_bits(name):
+def test_forward_values_are_the_references_bits(name, optimized):
     """Without differentiation the fast path does the reference's arithmetic in its order
     (float32, the default): the default method and the runs that must take the plain scan
-    (``remat=True``, ``with_carry_outputs``) give the same bits."""
+    (``remat=True``, ``with_carry_outputs``) give the same bits, compiled as users compile
+    them (XLA's default optimization: the ``optimized`` fixture)."""
     params = jaxrnn.init_params(jax.random.key(0), name, 6, 16)
     xs = jax.random.normal(jax.random.key(1), (7, 5, 6))
     carry = random_carry(params, (5,), jax.random.key(2))
