@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import jax
 import pytest
@@ -86,17 +87,38 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def multi_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    env["JAX_PLATFORMS"] = "cpu"
-    result = subprocess.run(
+#: What XLA:CPU prints when it aborts a program whose simulated devices wait for each other
+#: in a collective for longer than its termination timeout (40 s). On 2 cores the
+#: tensor-parallel step below, whose loop holds collectives over two device groups (the
+#: "data" pairs and the "model" quadruples), did so in 2 of about 40 runs: its log showed
+#: each group's collective waiting for devices that were waiting in the other group's, a
+#: deadlock of the runtime, not a wrong value. Such a run is started again, once, with a
+#: warning; any other failure, and a second deadlock, fail the test.
+XLA_COLLECTIVE_DEADLOCK = "Termination timeout for `"
+
+
+def run_script(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-c", SCRIPT, str(ROOT / "examples" / "data_parallel.py")],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
     )
+
+
+@pytest.fixture(scope="module")
+def multi_device():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env["JAX_PLATFORMS"] = "cpu"
+    result = run_script(env)
+    if result.returncode != 0 and XLA_COLLECTIVE_DEADLOCK in result.stderr:
+        warnings.warn(
+            "XLA:CPU's simulated devices deadlocked in a collective; run again once:\n"
+            + result.stderr[-1500:],
+            stacklevel=1,
+        )
+        result = run_script(env)
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :])
