@@ -161,8 +161,9 @@ def random_state():
 #: every assertion on their values, are the same; only the generated machine code is slower.
 #: Measured on the whole suite, same machine, one run after the other: 20:39 -> 15:34 (-25%).
 #: ``JAXRNN_TEST_OPTIMIZED=1`` compiles everything at the default level instead. Processes
-#: that the tests start (notebook kernels, multi-process and demo runs) compile at the
-#: default level: they train for many steps, where optimized code pays for itself.
+#: that the tests start (the kernels of the notebooks that train, multi-process and demo
+#: runs) compile at the default level: they train for many steps, where optimized code pays
+#: for itself; the other notebooks' kernels compile at level 0 too (test_notebooks.py).
 FAST_COMPILE = os.environ.get("JAXRNN_TEST_OPTIMIZED") != "1"
 jax.config.update("jax_disable_most_optimizations", FAST_COMPILE)
 
