@@ -349,12 +349,17 @@ def test_remat_and_scan_unroll_give_same_values_and_gradients(padded_batch):
 @pytest.mark.parametrize("name", ["rglru", "conv1d", "slstm", "mlstm"])
 def test_remat_equals_plain_for_the_modern_cells_in_a_bidirectional_stack(name, padded_batch):
     """The cells of Griffin/Hawk and xLSTM in 2 bidirectional layers, reversed, with lengths:
-    ``remat`` recomputes the same values and gradients."""
+    ``remat`` recomputes the same values and gradients.
+
+    4 steps make 2 segments of 2 and no remainder: the remainder's extra segment, which does
+    not depend on the cell, is covered on LSTMs above, and it made these programs take
+    1.6x as long to compile (the mLSTM's: 15.5 s against 9.5 s)."""
+    num_steps = 4
     params = jaxrnn.init_params(
         jax.random.key(29), name, INPUT_SIZE, HIDDEN_SIZE, num_layers=2, bidirectional=True
     )
-    lengths = jnp.array([NUM_STEPS, 0, 2])
-    xs = padded_batch(jax.random.key(30), NUM_STEPS, lengths, INPUT_SIZE)
+    lengths = jnp.array([num_steps, 0, 2])
+    xs = padded_batch(jax.random.key(30), num_steps, lengths, INPUT_SIZE)
     plain, remat = _value_and_grads_per_scan_options(params, xs, lengths, ({}, {"remat": True}))
     assert_trees_close(remat, plain, rtol=1e-5, atol=1e-6)
 
