@@ -15,8 +15,8 @@ hung kernel into a failure.
 
 The kernels of notebooks that do not train (no ``optax`` in their code) compile with XLA's
 backend optimization level 0, as the test processes do (``tests/conftest.py``): they compile
-many programs and run each briefly, and took 22-35% less time so (05: 73 -> 48 s, 04: 22 ->
-15 s; 01 the same). The notebooks that train compile at the default level: 03 took 32 s
+many programs and run each briefly, and took about a third less time so (05: 73 -> 48 s,
+04: 22 -> 15 s; 01 the same). The notebooks that train compile at the default level: 03 took 32 s
 optimized against 51 s unoptimized.
 """
 
@@ -39,6 +39,10 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 HANG_GUARD_S = 30 * 60
 
 
+#: The kernel of the notebooks that do not train (see ``trains``).
+FAST_COMPILE_KERNEL = "python3-fast-compile"
+
+
 @pytest.fixture(scope="module")
 def kernel_spec_manager(tmp_path_factory):
     """Kernel specs that run this interpreter, so the notebooks test this environment
@@ -54,9 +58,6 @@ def kernel_spec_manager(tmp_path_factory):
             kernels_dir / name, overrides={"argv": _kernel_argv(), "env": env}
         )
     return KernelSpecManager(kernel_dirs=[str(kernels_dir)], ensure_native_kernel=False)
-
-
-FAST_COMPILE_KERNEL = "python3-fast-compile"
 
 
 def trains(notebook) -> bool:
