@@ -93,6 +93,20 @@ def test_rollout_returns_the_scores_it_chose_from():
     )
     np.testing.assert_array_equal(tokens_bm, tokens.T)
     np.testing.assert_allclose(scores_bm, jnp.moveaxis(scores, 0, 1))
+    # ... and their lengths are those of the time-major tokens.
+    np.testing.assert_array_equal(
+        decoding.decoded_lengths(tokens_bm, 5, time_major=False),
+        decoding.decoded_lengths(tokens, 5),
+    )
+
+
+def test_decoded_lengths_of_batch_major_tokens_count_along_time():
+    tokens = jnp.array([[3, 1, 0, 1], [1, 0, 0, 0], [2, 2, 2, 2]])  # (batch, time); end 1
+    np.testing.assert_array_equal(decoding.decoded_lengths(tokens, 1, time_major=False), [2, 1, 4])
+    stacked = jnp.stack([tokens, tokens[::-1]])  # (2, batch, time): several batch axes
+    np.testing.assert_array_equal(
+        decoding.decoded_lengths(stacked, 1, time_major=False), [[2, 1, 4], [4, 1, 2]]
+    )
 
 
 def test_free_running_training_is_a_few_lines():

@@ -34,6 +34,7 @@ from jaxrnn.core.checks import (
     check_token,
     fail,
     shape_text,
+    time_first,
 )
 from jaxrnn.core.unrolling import cell_step, init_carry
 
@@ -284,7 +285,7 @@ def rollout(
     return carry, outputs, scores
 
 
-def decoded_lengths(tokens: ArrayLike, end_token: int) -> jax.Array:
+def decoded_lengths(tokens: ArrayLike, end_token: int, *, time_major: bool = True) -> jax.Array:
     """Length of each generated sequence: up to and including its first ``end_token``.
 
     $$
@@ -293,8 +294,11 @@ def decoded_lengths(tokens: ArrayLike, end_token: int) -> jax.Array:
     $$
 
     Args:
-      tokens: ``(time, *batch)`` integer outputs of [`generate`][jaxrnn.decoding.generate].
+      tokens: ``(time, *batch)`` integer outputs of [`generate`][jaxrnn.decoding.generate]
+        (``(*batch, time)`` with ``time_major=False``).
       end_token: the end token.
+      time_major: ``False`` for batch-major ``tokens``, as
+        ``generate(..., time_major=False)`` gives them.
 
     Returns:
       Integer lengths of shape ``batch``; ``time`` where no end token was emitted.
@@ -304,13 +308,18 @@ def decoded_lengths(tokens: ArrayLike, end_token: int) -> jax.Array:
       >>> tokens = jnp.array([[5, 2], [1, 1], [0, 3]])   # (time, batch); end token 1
       >>> jaxrnn.decoding.decoded_lengths(tokens, end_token=1)
       Array([2, 2], dtype=int32)
+      >>> jaxrnn.decoding.decoded_lengths(tokens.T, end_token=1, time_major=False)
+      Array([2, 2], dtype=int32)
     """
     tokens = check_array("decoded_lengths", "tokens", tokens)
+    check_bool("decoded_lengths", "time_major", time_major)
     if tokens.ndim < 1:
-        fail("decoded_lengths", "tokens", "have shape (time, ...)", shape_text(tokens.shape))
+        expected = "have shape (time, ...)" if time_major else "have shape (..., time)"
+        fail("decoded_lengths", "tokens", expected, shape_text(tokens.shape))
     if not jnp.issubdtype(tokens.dtype, jnp.integer):
         fail("decoded_lengths", "tokens", "have an integer dtype", str(tokens.dtype), TypeError)
     end_token = check_token("decoded_lengths", "end_token", end_token)
+    tokens = time_first(tokens, time_major, 0)
     is_end = tokens == end_token
     first = jnp.argmax(is_end, axis=0)
     return jnp.where(jnp.any(is_end, axis=0), first + 1, tokens.shape[0]).astype(jnp.int32)
