@@ -58,21 +58,19 @@ def is_doctest(info: str, code: str) -> bool:
 
 
 def run_page(page: Path) -> int:
-    """Run ``page``'s blocks; return how many ran."""
+    """Run ``page``'s blocks in the page's order, as a reader would; return how many ran."""
     namespace: dict = {"__name__": f"docs_{page.stem}"}
-    blocks = code_blocks(page)
-    ran = 0
-    for info, code, line in blocks:
-        if info == "python" and not is_doctest(info, code):
-            exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec"), namespace)
-            ran += 1
     runner = doctest.DocTestRunner(optionflags=FLAGS)
     parser = doctest.DocTestParser()
-    for info, code, line in blocks:
+    ran = 0
+    for info, code, line in code_blocks(page):
+        name = f"{page.relative_to(ROOT)}:{line}"
         if is_doctest(info, code):
-            name = f"{page.relative_to(ROOT)}:{line}"
             test = parser.get_doctest(code, namespace, name, str(page), line)
             runner.run(test, clear_globs=False)
+            ran += 1
+        elif info == "python":
+            exec(compile(code, name, "exec"), namespace)
             ran += 1
     failed, _ = runner.summarize(verbose=False)
     assert failed == 0, f"{failed} doctest example(s) failed in {page.name} (see stdout)"

@@ -400,8 +400,8 @@ def test_regularizing_a_bound_attention_decoder_says_to_regularize_its_cell():
         ValueError,
         match=r"regularize: params must hold cells that run on any batch shape \(an attention "
         r"decoder bound to its memory runs on the memory's only: regularize its inner cell "
-        r"instead, dataclasses.replace\(decoder, cell=jaxrnn.regularize\(decoder.cell, "
-        r"\.\.\.\)\)\); got AttentionCell",
+        r"instead, dataclasses.replace\(decoder, "
+        r"cell=jaxrnn.regularization.regularize\(decoder.cell, \.\.\.\)\)\); got AttentionCell",
     ):
         jaxrnn.regularization.regularize(decoder, output_dropout=0.2)
     fixed = dataclasses.replace(

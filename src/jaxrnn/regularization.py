@@ -221,7 +221,8 @@ def _check_cell(cell: Any, rates: dict[str, float]) -> None:
             "params",
             "hold cells that run on any batch shape (an attention decoder bound to its "
             "memory runs on the memory's only: regularize its inner cell instead, "
-            "dataclasses.replace(decoder, cell=jaxrnn.regularize(decoder.cell, ...)))",
+            "dataclasses.replace(decoder, "
+            "cell=jaxrnn.regularization.regularize(decoder.cell, ...)))",
             type(cell).__name__,
         )
     carry = jax.eval_shape(lambda: cell.initial_carry((), jnp.float32))
