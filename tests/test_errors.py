@@ -27,7 +27,7 @@ from jaxrnn import (
     sharding,
     train,
 )
-from jaxrnn.interop.torch import carry_from_torch
+from jaxrnn.interop.torch import carry_from_torch, carry_to_torch
 
 KEY = jax.random.key(0)
 LSTM = jaxrnn.init_params(KEY, "lstm", 3, 4)
@@ -440,6 +440,45 @@ STATIC_CASES = [
         lambda: carry_from_torch(LSTM, jnp.zeros((1, 2, 4))),
         ValueError,
         r"^carry_from_torch: c0 must be given for an LSTM; got None$",
+    ),
+    (
+        "carry-from-torch-c0-of-fewer-layers",
+        lambda: carry_from_torch(
+            jaxrnn.init_params(KEY, "lstm", 3, 4, num_layers=2),
+            jnp.zeros((2, 5, 4)),
+            jnp.zeros((1, 5, 4)),
+        ),
+        ValueError,
+        r"^carry_from_torch: c0 must have shape \(2, 5\) \+ \(hidden_size,\), as h0 but its last "
+        r"axis; got \(1, 5, 4\)$",
+    ),
+    (
+        "carry-from-torch-c0-of-the-wrong-size",
+        lambda: carry_from_torch(LSTM, jnp.zeros((1, 2, 4)), jnp.zeros((1, 2, 3))),
+        ValueError,
+        r"^carry_from_torch: \(h0, c0\) must match init_carry\(params, batch_shape=\(2,\)\): "
+        r"LSTMState\(h=float32\[2,4\], c=float32\[2,4\]\); got LSTMState\(h=float32\[2,4\], "
+        r"c=float32\[2,3\]\)$",
+    ),
+    (
+        "carry-from-torch-c0-for-a-gru",
+        lambda: carry_from_torch(DEEP_GRU, jnp.zeros((2, 5, 4)), jnp.zeros((2, 5, 4))),
+        ValueError,
+        r"^carry_from_torch: c0 must be None: only an LSTM has a cell state; got an array$",
+    ),
+    (
+        "carry-to-torch-a-layer-missing",
+        lambda: carry_to_torch(DEEP_GRU, (jnp.zeros((5, 4)),)),
+        ValueError,
+        r"^carry_to_torch: carry must match init_carry\(params, batch_shape=\(5,\)\): "
+        r"\(float32\[5,4\], float32\[5,4\]\); got \(float32\[5,4\],\)$",
+    ),
+    (
+        "carry-to-torch-not-a-torch-cell",
+        lambda: carry_to_torch(jaxrnn.init_params(KEY, "mingru", 3, 4), jnp.zeros((5, 4))),
+        ValueError,
+        r"^carry_to_torch: params must hold cells of one PyTorch kind \(RNN, LSTM or GRU\); "
+        r"got MinGRUParams$",
     ),
     (
         "hand-built-stack-does-not-fit",

@@ -75,6 +75,18 @@ def test_dtypes_views_and_strides(dtype, tmp_path):
     assert loaded["base"].dtype.name == dtype
 
 
+def test_bfloat16_modules_and_tensors_load_as_bfloat16():
+    """NumPy has no bfloat16, so torch's ``.numpy()`` refuses it: the weights come through
+    ml_dtypes' bfloat16, exactly, from a module and from its state_dict's tensors."""
+    torch.manual_seed(0)
+    module = torch.nn.GRU(3, 4, num_layers=2).to(torch.bfloat16)
+    for params in (jaxrnn.from_torch(module), from_state_dict(module.state_dict())):
+        assert {leaf.dtype.name for leaf in jax.tree.leaves(params)} == {"bfloat16"}
+        for name, array in jaxrnn.to_torch(params).items():
+            expected = module.state_dict()[name].float().numpy()
+            np.testing.assert_array_equal(np.asarray(array, np.float32), expected)
+
+
 def test_prefix_picks_the_rnn_out_of_a_model(tmp_path):
     model = torch.nn.ModuleDict({"rnn": torch.nn.LSTM(3, 4), "head": torch.nn.Linear(4, 2)})
     torch.save(model.state_dict(), tmp_path / "model.pt")
@@ -137,6 +149,16 @@ def test_file_errors(tmp_path):
             "nonlinearity must be one of 'tanh', 'relu'; got 'gelu'",
         ),
         ([1, 2], {}, TypeError, "state_dict must be a mapping"),
+        (
+            {
+                "weight_ih_l0": np.zeros((16, 3)),
+                "weight_hh_l0": np.zeros((16, 4)),
+                "bias_ih_l0": np.zeros(16),
+            },
+            {},
+            ValueError,
+            r"must contain both bias_ih_l0 and bias_hh_l0 or neither; got only bias_ih_l0$",
+        ),
         (
             {"weight_ih": np.zeros((4, 3)), "weight_hh_l0": np.zeros((4, 4))},
             {},

@@ -25,6 +25,7 @@ import numpy as np
 from jaxrnn.cells import GRUParams, LSTMParams, LSTMState, RNNParams
 from jaxrnn.core.checks import check_choice, fail
 from jaxrnn.core.composites import Bidirectional, BidirectionalState, Stack, bidirectional, stack
+from jaxrnn.core.unrolling import check_carry
 
 __all__ = [
     "carry_from_torch",
@@ -42,7 +43,10 @@ _DIRECTIONS = ("", "_reverse")
 
 def _to_numpy(tensor: Any) -> np.ndarray:
     if hasattr(tensor, "detach"):
-        tensor = tensor.detach().cpu().numpy()
+        tensor = tensor.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: ml_dtypes' one
+            return tensor.float().numpy().astype(ml_dtypes.bfloat16)  # exact both ways
+        tensor = tensor.numpy()
     return np.asarray(tensor)
 
 
@@ -216,12 +220,17 @@ def to_torch(params: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def _layer_cells(params: Any) -> list[Any]:
-    """Cells in PyTorch's ``h_n`` order: layer by layer, forward before backward."""
+def _layer_cells(params: Any, where: str | None = None) -> list[Any]:
+    """Cells in PyTorch's ``h_n`` order: layer by layer, forward before backward. With
+    ``where``, they must be cells of one PyTorch kind (RNN, LSTM or GRU)."""
     layers = params.layers if isinstance(params, Stack) else (params,)
     cells = []
     for layer in layers:
         cells += [layer.forward, layer.backward] if isinstance(layer, Bidirectional) else [layer]
+    kinds = {type(cell) for cell in cells}
+    if where is not None and (len(kinds) != 1 or not kinds <= {RNNParams, LSTMParams, GRUParams}):
+        names = ", ".join(sorted(kind.__name__ for kind in kinds))
+        fail(where, "params", "hold cells of one PyTorch kind (RNN, LSTM or GRU)", names)
     return cells
 
 
@@ -237,6 +246,10 @@ def carry_to_torch(params: Any, carry: Any) -> tuple[jax.Array, ...]:
       >>> h_n.shape
       (2, 5, 4)
     """
+    _layer_cells(params, "carry_to_torch")
+    leaves = jax.tree.leaves(carry)
+    batch_shape = jnp.shape(leaves[0])[:-1] if leaves else ()
+    check_carry("carry_to_torch", params, carry, batch_shape)
     layers = params.layers if isinstance(params, Stack) else (params,)
     carries = carry if isinstance(params, Stack) else (carry,)
     flat = []
@@ -261,19 +274,27 @@ def carry_from_torch(params: Any, h0: Any, c0: Any = None) -> Any:
       >>> len(carry), carry[0].shape
       (2, (5, 4))
     """
-    cells = _layer_cells(params)
+    cells = _layer_cells(params, "carry_from_torch")
     h0 = jnp.asarray(h0)
+    if h0.ndim < 2:
+        expected = "have shape (num_layers * num_directions, *batch, size)"
+        fail("carry_from_torch", "h0", expected, str(tuple(h0.shape)))
     if h0.shape[0] != len(cells):
-        fail(
-            "carry_from_torch",
-            "h0",
-            f"have {len(cells)} entries on axis 0 (num_layers * num_directions)",
-            str(tuple(h0.shape)),
-        )
+        expected = f"have {len(cells)} entries on axis 0 (num_layers * num_directions)"
+        fail("carry_from_torch", "h0", expected, str(tuple(h0.shape)))
     is_lstm = isinstance(cells[0], LSTMParams)
     if is_lstm and c0 is None:
         fail("carry_from_torch", "c0", "be given for an LSTM", "None")
-    states = [LSTMState(h0[i], jnp.asarray(c0)[i]) if is_lstm else h0[i] for i in range(len(cells))]
+    if not is_lstm and c0 is not None:
+        fail("carry_from_torch", "c0", "be None: only an LSTM has a cell state", "an array")
+    if is_lstm:
+        c0 = jnp.asarray(c0)
+        if c0.shape[:-1] != h0.shape[:-1]:
+            expected = (
+                f"have shape {tuple(h0.shape[:-1])} + (hidden_size,), as h0 but its last axis"
+            )
+            fail("carry_from_torch", "c0", expected, str(tuple(c0.shape)))
+    states = [LSTMState(h0[i], c0[i]) if is_lstm else h0[i] for i in range(len(cells))]
     layers = params.layers if isinstance(params, Stack) else (params,)
     out: list[Any] = []
     i = 0
@@ -284,7 +305,9 @@ def carry_from_torch(params: Any, h0: Any, c0: Any = None) -> Any:
         else:
             out.append(states[i])
             i += 1
-    return tuple(out) if isinstance(params, Stack) else out[0]
+    carry = tuple(out) if isinstance(params, Stack) else out[0]
+    check_carry("carry_from_torch", params, carry, tuple(h0.shape[1:-1]), "(h0, c0)")
+    return carry
 
 
 # --- state_dicts without torch ------------------------------------------------------------
@@ -399,6 +422,15 @@ def from_state_dict(
                     "it is missing",
                     KeyError,
                 )
+    for suffix in suffixes:
+        biases = [name + suffix for name in ("bias_ih", "bias_hh") if name + suffix in arrays]
+        if len(biases) == 1:
+            fail(
+                where,
+                "state_dict",
+                f"contain both {prefix}bias_ih{suffix} and {prefix}bias_hh{suffix} or neither",
+                f"only {prefix}{biases[0]}",
+            )
     kind = _infer_kind(where, arrays, suffixes[0])
     if cell is not None:
         check_choice(where, "cell", cell, tuple(_KINDS))
