@@ -11,6 +11,7 @@ optimization level 0), see ``FAST_COMPILE``; tests about the optimized program t
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import tempfile
@@ -167,16 +168,40 @@ def random_state():
 FAST_COMPILE = os.environ.get("JAXRNN_TEST_OPTIMIZED") != "1"
 jax.config.update("jax_disable_most_optimizations", FAST_COMPILE)
 
+#: With ``FAST_COMPILE``, XLA:CPU also generates its fused loops with its classic LLVM IR
+#: emitters instead of the newer MLIR "fusion emitters", which take about twice as long to
+#: compile small programs: ``tests/test_unroll.py`` in one process spent 297 s in XLA's
+#: backend compile with the new emitters and 102 s with the classic ones; the README test
+#: command, same machine, back to back: 10:49 -> 7:38, 1243 -> 862 worker-seconds. The code
+#: they generate runs forward loops 1.3-2.6x slower (docs/performance.md), so it is not what
+#: users get by default (nor is level 0's), hence the same switch: the test about the
+#: optimized program's bits compiles with the default emitters (``optimized``), and so do
+#: the kernels of the notebooks that train. XLA reads ``XLA_FLAGS`` when its
+#: backend starts, i.e. after this module and before the first computation, and aborts on a
+#: flag it does not know, so the flag is set only for the jaxlib series it was measured on.
+#: ``ORIGINAL_XLA_FLAGS``, without it: for the processes that the tests start at the default
+#: level (an xdist worker inherits the flag from its controller, which ran this module too).
+CLASSIC_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
+ORIGINAL_XLA_FLAGS = " ".join(
+    flag for flag in os.environ.get("XLA_FLAGS", "").split() if flag != CLASSIC_EMITTERS
+)
+#: The ``compiler_options`` of a ``jax.jit`` that compiles with the default emitters again.
+DEFAULT_EMITTERS: dict[str, bool] = {}
+if FAST_COMPILE and importlib.metadata.version("jaxlib").startswith("0.10."):
+    os.environ["XLA_FLAGS"] = f"{ORIGINAL_XLA_FLAGS} {CLASSIC_EMITTERS}".strip()
+    DEFAULT_EMITTERS = {"xla_cpu_use_fusion_emitters": True}
+
 
 @pytest.fixture
 def optimized():
     """XLA's default optimization for the duration of one test, for tests about the
     optimized program itself (e.g. equal bits of two differently written programs). The flag
     is read when a program is compiled, and compiled programs are cached without it: such a
-    test must compile its own program (a ``jax.jit`` defined inside the test)."""
+    test must compile its own program (a ``jax.jit`` defined inside the test), and pass it the
+    ``compiler_options`` this fixture gives (the default emitters: ``CLASSIC_EMITTERS``)."""
     jax.config.update("jax_disable_most_optimizations", False)
     try:
-        yield
+        yield DEFAULT_EMITTERS
     finally:
         jax.config.update("jax_disable_most_optimizations", FAST_COMPILE)
 

@@ -7,6 +7,8 @@ forward mode, second order) with lengths, reverse, stacks, bidirectional pairs a
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,7 +137,7 @@ def test_forward_values_are_the_references_bits(name, optimized):
     carry = random_carry(params, (5,), jax.random.key(2))
     lengths = jnp.array([7, 3, 0, 7, 1])
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=optimized)
     def runs(params, carry, xs):
         return {
             (method, reverse): jaxrnn.unroll(

@@ -26,7 +26,7 @@ import pathlib
 import sys
 
 import pytest
-from conftest import FAST_COMPILE
+from conftest import FAST_COMPILE, ORIGINAL_XLA_FLAGS
 
 nbformat = pytest.importorskip("nbformat", reason="needs the notebooks extra: jaxrnn[notebooks]")
 nbclient = pytest.importorskip("nbclient", reason="needs the notebooks extra: jaxrnn[notebooks]")
@@ -53,7 +53,8 @@ def kernel_spec_manager(tmp_path_factory):
     kernels_dir = tmp_path_factory.mktemp("kernels")
     quick = {"JAXRNN_NOTEBOOK_QUICK": "1"}
     level_0 = {"JAX_DISABLE_MOST_OPTIMIZATIONS": "1"} if FAST_COMPILE else {}
-    for name, env in [("python3", quick), (FAST_COMPILE_KERNEL, quick | level_0)]:
+    default_level = {"XLA_FLAGS": ORIGINAL_XLA_FLAGS}  # not conftest's CLASSIC_EMITTERS
+    for name, env in [("python3", quick | default_level), (FAST_COMPILE_KERNEL, quick | level_0)]:
         kernelspec.write_kernel_spec(
             kernels_dir / name, overrides={"argv": _kernel_argv(), "env": env}
         )
