@@ -25,9 +25,10 @@ Each supported cell has a ``Kernel``: its pointwise gate math, the residuals the
 tangent needs, and the tangent of the pointwise math written out by hand. Cells without
 a kernel (or configurations a kernel does not cover) run the reference. The reference
 stays the oracle: ``tests/test_fast_path.py`` checks every kernel against it, values and
-derivatives. Measured on a 2-core XLA:CPU machine it trains LSTMs and GRUs 0.6-0.9x the
-reference's time while ``batch * hidden_size <= FUSED_MAX_STATE`` and 4-18% slower above it
-(``docs/performance.md``): the default, ``method="auto"``, takes it there only.
+derivatives. Measured on a 2-core XLA:CPU machine it trains LSTMs in 0.6-0.95x the
+reference's time at every size measured, and GRUs in 0.5-0.9x while
+``batch * hidden_size <= FUSED_MAX_STATE`` and 0.9-1.3x above it (``docs/performance.md``,
+``benchmarks/fused_or_scan.py``): the default, ``method="auto"``, takes it there only.
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ class Kernel(NamedTuple):
     #: each step; chosen per cell by measurement (``docs/performance.md``). The loop run
     #: for the values alone always projects in the loop (see ``_forward``).
     hoist_when_differentiated: bool = False
+    #: The largest ``batch * hidden_size`` for which ``method="auto"`` takes this path
+    #: (``prefers_fused``), chosen per cell by measurement (``docs/performance.md``,
+    #: ``benchmarks/fused_or_scan.py``); 0: never, ``math.inf``: at every size.
+    auto_max_state: float = 0
 
 
 # --- LSTM: gates i, f, g, o -------------------------------------------------------------
@@ -116,7 +121,9 @@ def _lstm_tangent(params: LSTMParams, residual, dcarry: LSTMState, dpre0, da):
     return LSTMState(h=dh, c=dc), dh
 
 
-LSTM_KERNEL = Kernel(_lstm_pointwise, _add, _lstm_tangent, hidden=lambda carry: carry.h)
+LSTM_KERNEL = Kernel(
+    _lstm_pointwise, _add, _lstm_tangent, hidden=lambda carry: carry.h, auto_max_state=math.inf
+)
 
 
 # --- GRU (reset_after=True): gates r, z, n -----------------------------------------------
@@ -163,6 +170,10 @@ def _gru_tangent(params: GRUParams, residual, dh, hoisted, da):
     return dh_new, dh_new
 
 
+#: ``unroll``'s default takes the fast path for GRU cells up to this many state values per
+#: step (``batch * hidden_size``); above it the plain scan trained as fast or faster.
+FUSED_MAX_STATE = 8192
+
 GRU_KERNEL = Kernel(
     _gru_pointwise,
     _gru_combine,
@@ -170,6 +181,7 @@ GRU_KERNEL = Kernel(
     hidden=lambda h: h,
     expand=_gru_expand,
     hoist_when_differentiated=True,
+    auto_max_state=FUSED_MAX_STATE,
 )
 
 
@@ -195,20 +207,17 @@ def _rnn_tangent(params: RNNParams, slope, dh, dpre0, da):
 RNN_KERNEL = Kernel(_rnn_pointwise, _add, _rnn_tangent, hidden=lambda h: h)
 
 
-#: ``unroll``'s default takes the fast path for LSTM and GRU cells up to this many state
-#: values per step (``batch * hidden_size``); above it the plain scan was measured faster.
-FUSED_MAX_STATE = 8192
-
-
 def prefers_fused(params: Any, xs: jax.Array) -> bool:
     """Whether ``unroll``'s default (``method="auto"``) takes this path for ``params``
     over ``xs`` (``(time, *batch, input_size)``), as measured on XLA:CPU
-    (``docs/performance.md``): for LSTM (without projection) and GRU (``reset_after``)
-    cells when ``batch * hidden_size <= FUSED_MAX_STATE``. Training took 0.6-0.9x the
-    plain scan's time there, and 0.8-0.95x above it the other way round."""
-    if kernel_for(params) not in (LSTM_KERNEL, GRU_KERNEL):
+    (``docs/performance.md``, ``benchmarks/fused_or_scan.py``): for LSTM cells (without
+    projection) at every size, for GRU cells (``reset_after``) while
+    ``batch * hidden_size <= FUSED_MAX_STATE`` (``Kernel.auto_max_state``). Training took
+    0.6-0.95x the plain scan's time there; the GRU's above it 0.9-1.3x (tie or slower)."""
+    kernel = kernel_for(params)
+    if kernel is None:
         return False
-    return math.prod(xs.shape[1:-1]) * params.hidden_size <= FUSED_MAX_STATE
+    return math.prod(xs.shape[1:-1]) * params.hidden_size <= kernel.auto_max_state
 
 
 def kernel_for(params: Any) -> Kernel | None:

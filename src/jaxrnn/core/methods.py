@@ -202,13 +202,14 @@ class Auto(Method):
     """The default: per cell and size, the method measured fastest on XLA:CPU
     (``docs/performance.md``).
 
-    ``HandDerivatives`` for LSTM cells without ``proj_size`` and GRU cells with
-    ``reset_after=True`` whose params, carry and inputs share a dtype, when the state per
-    step is small, ``batch * hidden_size <= 8192``
-    (``jaxrnn.core.hand_derivatives.FUSED_MAX_STATE``): training took 0.6-0.9x the plain
-    scan's time there, the forward the same within noise. ``Sequential`` for every other cell,
-    above that size (where the plain scan trained 5-18% faster), and whenever ``remat`` is
-    on. Never raises ``MethodError``.
+    ``HandDerivatives`` for LSTM cells without ``proj_size`` at every size, and for GRU
+    cells with ``reset_after=True`` while the state per step is small,
+    ``batch * hidden_size <= 8192`` (``jaxrnn.core.hand_derivatives.FUSED_MAX_STATE``),
+    when params, carry and inputs share a dtype: training took 0.5-0.95x the plain scan's
+    time there, the forward the same within noise (``benchmarks/fused_or_scan.py``).
+    ``Sequential`` for every other cell, for GRUs above that size (where the plain scan
+    trained as fast or up to 1.3x faster), and whenever ``remat`` is on. Never raises
+    ``MethodError``.
     """
 
     unroll: int | bool = 1

@@ -1,0 +1,125 @@
+"""The measurement behind ``method="auto"``: the hand-scheduled derivatives
+(``method="fused"``) against autodiff of the plain scan (``method="sequential"``), per cell
+and size, interleaved.
+
+``auto`` takes the fused path for LSTM and GRU cells while ``batch * hidden_size <=
+jaxrnn.core.hand_derivatives.FUSED_MAX_STATE`` and the plain scan above it. This script
+times both methods on each config, forward (all hidden states) and forward+backward
+(``jax.grad`` of ``sum(ys)`` with respect to params and ``xs``), and reports the fused
+path's time over the plain scan's per round, as median (min-max) over rounds, with
+``auto``'s choice beside it (``../shared/BENCHMARKING.md``). Results in
+``docs/performance.md``.
+
+    python benchmarks/fused_or_scan.py --out benchmarks/results/fused-or-scan.md
+    python benchmarks/fused_or_scan.py --cells gru --configs 1000x16x32x64 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+from gate_math_bound import TUNABLES, sample  # a sibling script: benchmarks/ is on sys.path
+
+import jaxrnn
+from jaxrnn.core.hand_derivatives import prefers_fused
+
+CONFIGS = (
+    "600x8x32x32,500x16x32x64,1000x16x32x64,2000x16x32x64,100x32x64x128,300x8x128x256,"
+    "100x64x64x128,100x128x64x128,200x64x128x256,50x128x256x512"
+)
+METHODS = ("fused", "sequential")
+
+
+def rows_for(cell: str, T: int, B: int, D: int, H: int):
+    """``[(method, mode, jitted fn, args)]`` for one cell and config."""
+    kx, kp = jax.random.split(jax.random.key(0))
+    xs = jax.random.normal(kx, (T, B, D))
+    params = jaxrnn.init_params(kp, cell, D, H)
+    rows = []
+    for method in METHODS:
+
+        def forward(p, xs, method=method):
+            return jaxrnn.unroll(p, None, xs, method=method)[1]
+
+        def train(p, xs, forward=forward):
+            return jax.grad(lambda p, xs: forward(p, xs).sum(), argnums=(0, 1))(p, xs)
+
+        rows.append((method, "fwd", jax.jit(forward), (params, xs)))
+        rows.append((method, "f+b", jax.jit(train), (params, xs)))
+    return rows, prefers_fused(params, xs)
+
+
+def run_config(cell: str, config: str, rounds: int, min_seconds: float) -> list[str]:
+    T, B, D, H = (int(v) for v in config.split("x"))
+    rows, auto_fused = rows_for(cell, T, B, D, H)
+    for _, _, fn, args in rows:
+        jax.block_until_ready(fn(*args))  # compile and warm up
+    times: dict[tuple[str, str], list[float]] = {(m, mode): [] for m, mode, _, _ in rows}
+    order = list(range(len(rows)))
+    for _ in range(rounds):
+        order = order[1:] + order[:1]  # rotate, so that no row always runs first
+        for k in order:
+            method, mode, fn, args = rows[k]
+            times[method, mode].append(sample(fn, args, min_seconds))
+    lines = []
+    for mode in ("fwd", "f+b"):
+        fused, scan = times["fused", mode], times["sequential", mode]
+        ratio = [f / s for f, s in zip(fused, scan, strict=True)]
+        ms = [1e3 * statistics.median(t) for t in (fused, scan)]
+        lines.append(
+            f"| {cell} ({T}, {B}, {D}, {H}) | {B * H} | {mode} | {ms[0]:.3g} | {ms[1]:.3g} | "
+            f"{statistics.median(ratio):.2f} ({min(ratio):.2f}–{max(ratio):.2f}) | "
+            f"{'fused' if auto_fused else 'sequential'} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", default="lstm,gru")
+    parser.add_argument("--configs", default=CONFIGS, help="comma-separated TxBxDxH")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--min-sample-ms", type=float, default=30.0)
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    parser.add_argument("--no-tunables", action="store_true", help="keep glibc's malloc defaults")
+    args = parser.parse_args()
+    if not args.no_tunables and os.environ.get("GLIBC_TUNABLES") != TUNABLES:
+        os.execve(
+            sys.executable, [sys.executable, *sys.argv], dict(os.environ, GLIBC_TUNABLES=TUNABLES)
+        )
+    load = os.getloadavg()
+    header = [
+        "# Fused (hand-scheduled) against the plain scan "
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        "",
+        f"`python benchmarks/fused_or_scan.py --cells {args.cells} --configs {args.configs} "
+        f"--rounds {args.rounds}`; jax {jax.__version__}, "
+        f"{platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, load average at start {load[0]:.1f}; "
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}.",
+        "Times in ms, medians over rounds; the ratio is taken per round, median (min–max).",
+        "",
+        "| cell (T, B, D, H) | batch × hidden | mode | fused ms | sequential ms "
+        "| fused ÷ sequential | auto takes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    print("\n".join(header), flush=True)
+    lines = list(header)
+    for cell in args.cells.split(","):
+        for config in args.configs.split(","):
+            new = run_config(cell, config, args.rounds, args.min_sample_ms / 1e3)
+            print("\n".join(new), flush=True)
+            lines += new
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
