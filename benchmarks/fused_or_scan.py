@@ -7,7 +7,9 @@ jaxrnn.core.hand_derivatives.FUSED_MAX_STATE`` and the plain scan above it. This
 times both methods on each config, forward (all hidden states) and forward+backward
 (``jax.grad`` of ``sum(ys)`` with respect to params and ``xs``), and reports the fused
 path's time over the plain scan's per round, as median (min-max) over rounds, with
-``auto``'s choice beside it (``../shared/BENCHMARKING.md``). Results in
+``auto``'s choice beside it (``../shared/BENCHMARKING.md``), and the temporary memory XLA
+assigns to each compiled training step (``memory_analysis().temp_size_in_bytes``: the
+stored residuals and work buffers, without params, inputs and outputs). Results in
 ``docs/performance.md``.
 
     python benchmarks/fused_or_scan.py --out benchmarks/results/fused-or-scan.md
@@ -55,9 +57,15 @@ def rows_for(cell: str, T: int, B: int, D: int, H: int):
     return rows, prefers_fused(params, xs)
 
 
+def temp_mib(fn, args) -> float:
+    """XLA's temporary buffers of the compiled ``fn``, in MiB."""
+    return fn.lower(*args).compile().memory_analysis().temp_size_in_bytes / 2**20
+
+
 def run_config(cell: str, config: str, rounds: int, min_seconds: float) -> list[str]:
     T, B, D, H = (int(v) for v in config.split("x"))
     rows, auto_fused = rows_for(cell, T, B, D, H)
+    memory = {(m, mode): temp_mib(fn, args) for m, mode, fn, args in rows}
     for _, _, fn, args in rows:
         jax.block_until_ready(fn(*args))  # compile and warm up
     times: dict[tuple[str, str], list[float]] = {(m, mode): [] for m, mode, _, _ in rows}
@@ -72,10 +80,11 @@ def run_config(cell: str, config: str, rounds: int, min_seconds: float) -> list[
         fused, scan = times["fused", mode], times["sequential", mode]
         ratio = [f / s for f, s in zip(fused, scan, strict=True)]
         ms = [1e3 * statistics.median(t) for t in (fused, scan)]
+        mib = [memory[m, mode] for m in METHODS]
         lines.append(
             f"| {cell} ({T}, {B}, {D}, {H}) | {B * H} | {mode} | {ms[0]:.3g} | {ms[1]:.3g} | "
             f"{statistics.median(ratio):.2f} ({min(ratio):.2f}–{max(ratio):.2f}) | "
-            f"{'fused' if auto_fused else 'sequential'} |"
+            f"{mib[0]:.3g} / {mib[1]:.3g} | {'fused' if auto_fused else 'sequential'} |"
         )
     return lines
 
@@ -106,8 +115,8 @@ def main() -> None:
         "Times in ms, medians over rounds; the ratio is taken per round, median (min–max).",
         "",
         "| cell (T, B, D, H) | batch × hidden | mode | fused ms | sequential ms "
-        "| fused ÷ sequential | auto takes |",
-        "|---|---|---|---|---|---|---|",
+        "| fused ÷ sequential | temp MiB fused / sequential | auto takes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(header), flush=True)
     lines = list(header)

@@ -25,10 +25,12 @@ Each supported cell has a ``Kernel``: its pointwise gate math, the residuals the
 tangent needs, and the tangent of the pointwise math written out by hand. Cells without
 a kernel (or configurations a kernel does not cover) run the reference. The reference
 stays the oracle: ``tests/test_fast_path.py`` checks every kernel against it, values and
-derivatives. Measured on a 2-core XLA:CPU machine it trains LSTMs in 0.6-0.95x the
-reference's time at every size measured, and GRUs in 0.5-0.9x while
-``batch * hidden_size <= FUSED_MAX_STATE`` and 0.9-1.3x above it (``docs/performance.md``,
-``benchmarks/fused_or_scan.py``): the default, ``method="auto"``, takes it there only.
+derivatives. Measured on a 2-core XLA:CPU machine it trains LSTMs in 0.6-0.9x the
+reference's time at small and mid states and 0.84-1.02x at large ones (``batch *
+hidden_size`` up to 65536), with the same memory, and GRUs in 0.5-0.9x while
+``batch * hidden_size <= FUSED_MAX_STATE`` (with 1.5-1.6x the memory) and 0.9-1.3x above
+it (``docs/performance.md``, ``benchmarks/fused_or_scan.py``): the default,
+``method="auto"``, takes it there only.
 """
 
 from __future__ import annotations
@@ -213,7 +215,8 @@ def prefers_fused(params: Any, xs: jax.Array) -> bool:
     (``docs/performance.md``, ``benchmarks/fused_or_scan.py``): for LSTM cells (without
     projection) at every size, for GRU cells (``reset_after``) while
     ``batch * hidden_size <= FUSED_MAX_STATE`` (``Kernel.auto_max_state``). Training took
-    0.6-0.95x the plain scan's time there; the GRU's above it 0.9-1.3x (tie or slower)."""
+    0.5-0.9x the plain scan's time at small states, the LSTM's 0.84-1.02x at large ones; the
+    GRU's above the bound 0.9-1.3x (tie or slower)."""
     kernel = kernel_for(params)
     if kernel is None:
         return False

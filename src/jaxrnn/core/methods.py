@@ -205,8 +205,10 @@ class Auto(Method):
     ``HandDerivatives`` for LSTM cells without ``proj_size`` at every size, and for GRU
     cells with ``reset_after=True`` while the state per step is small,
     ``batch * hidden_size <= 8192`` (``jaxrnn.core.hand_derivatives.FUSED_MAX_STATE``),
-    when params, carry and inputs share a dtype: training took 0.5-0.95x the plain scan's
-    time there, the forward the same within noise (``benchmarks/fused_or_scan.py``).
+    when params, carry and inputs share a dtype: training took 0.5-0.9x the plain scan's
+    time at small states and, for the LSTM, 0.84-1.02x at large ones, the forward the same
+    within noise (``benchmarks/fused_or_scan.py``). The fused GRU trades memory for that
+    speed (1.5-1.6x the scan's); ``remat=True`` runs the plain scan by segments.
     ``Sequential`` for every other cell, for GRUs above that size (where the plain scan
     trained as fast or up to 1.3x faster), and whenever ``remat`` is on. Never raises
     ``MethodError``.
