@@ -18,15 +18,10 @@ stored residuals and work buffers, without params, inputs and outputs). Results 
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import statistics
-import sys
-import time
 
 import jax
-from gate_math_bound import TUNABLES, sample  # a sibling script: benchmarks/ is on sys.path
+from gate_math_bound import command_line, interleaved  # a sibling script in benchmarks/
 
 import jaxrnn
 from jaxrnn.core.hand_derivatives import prefers_fused
@@ -66,15 +61,8 @@ def run_config(cell: str, config: str, rounds: int, min_seconds: float) -> list[
     T, B, D, H = (int(v) for v in config.split("x"))
     rows, auto_fused = rows_for(cell, T, B, D, H)
     memory = {(m, mode): temp_mib(fn, args) for m, mode, fn, args in rows}
-    for _, _, fn, args in rows:
-        jax.block_until_ready(fn(*args))  # compile and warm up
-    times: dict[tuple[str, str], list[float]] = {(m, mode): [] for m, mode, _, _ in rows}
-    order = list(range(len(rows)))
-    for _ in range(rounds):
-        order = order[1:] + order[:1]  # rotate, so that no row always runs first
-        for k in order:
-            method, mode, fn, args = rows[k]
-            times[method, mode].append(sample(fn, args, min_seconds))
+    samples = interleaved(rows, rounds, min_seconds)
+    times = {(m, mode): t for (m, mode, _, _), t in zip(rows, samples, strict=True)}
     lines = []
     for mode in ("fwd", "f+b"):
         fused, scan = times["fused", mode], times["sequential", mode]
@@ -90,44 +78,24 @@ def run_config(cell: str, config: str, rounds: int, min_seconds: float) -> list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cells", default="lstm,gru")
-    parser.add_argument("--configs", default=CONFIGS, help="comma-separated TxBxDxH")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--min-sample-ms", type=float, default=30.0)
-    parser.add_argument("--out", help="also write the markdown table to this file")
-    parser.add_argument("--no-tunables", action="store_true", help="keep glibc's malloc defaults")
-    args = parser.parse_args()
-    if not args.no_tunables and os.environ.get("GLIBC_TUNABLES") != TUNABLES:
-        os.execve(
-            sys.executable, [sys.executable, *sys.argv], dict(os.environ, GLIBC_TUNABLES=TUNABLES)
-        )
-    load = os.getloadavg()
-    header = [
-        "# Fused (hand-scheduled) against the plain scan "
-        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
-        "",
-        f"`python benchmarks/fused_or_scan.py --cells {args.cells} --configs {args.configs} "
-        f"--rounds {args.rounds}`; jax {jax.__version__}, "
-        f"{platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, load average at start {load[0]:.1f}; "
-        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}.",
+    command_line(
+        __doc__,
+        "Fused (hand-scheduled) against the plain scan",
         "Times in ms, medians over rounds; the ratio is taken per round, median (min–max).",
-        "",
-        "| cell (T, B, D, H) | batch × hidden | mode | fused ms | sequential ms "
-        "| fused ÷ sequential | temp MiB fused / sequential | auto takes |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    print("\n".join(header), flush=True)
-    lines = list(header)
-    for cell in args.cells.split(","):
-        for config in args.configs.split(","):
-            new = run_config(cell, config, args.rounds, args.min_sample_ms / 1e3)
-            print("\n".join(new), flush=True)
-            lines += new
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        [
+            "cell (T, B, D, H)",
+            "batch × hidden",
+            "mode",
+            "fused ms",
+            "sequential ms",
+            "fused ÷ sequential",
+            "temp MiB fused / sequential",
+            "auto takes",
+        ],
+        run_config,
+        configs=CONFIGS,
+        rounds=7,
+    )
 
 
 if __name__ == "__main__":

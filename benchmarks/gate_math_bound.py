@@ -272,9 +272,9 @@ def rows_for(cell: str, T: int, B: int, D: int, H: int):
     return rows
 
 
-def run_config(cell: str, config: str, rounds: int, min_seconds: float) -> list[str]:
-    T, B, D, H = (int(v) for v in config.split("x"))
-    rows = rows_for(cell, T, B, D, H)
+def interleaved(rows, rounds: int, min_seconds: float) -> list[list[float]]:
+    """Seconds per call of each ``(name, mode, fn, args)`` row, one sample per round;
+    the rows take turns within a round, in an order rotated from round to round."""
     for _, _, fn, args in rows:
         jax.block_until_ready(fn(*args))  # compile and warm up
     times: list[list[float]] = [[] for _ in rows]
@@ -283,6 +283,13 @@ def run_config(cell: str, config: str, rounds: int, min_seconds: float) -> list[
         order = order[1:] + order[:1]  # rotate, so that no row always runs first
         for k in order:
             times[k].append(sample(rows[k][2], rows[k][3], min_seconds))
+    return times
+
+
+def run_config(cell: str, config: str, rounds: int, min_seconds: float) -> list[str]:
+    T, B, D, H = (int(v) for v in config.split("x"))
+    rows = rows_for(cell, T, B, D, H)
+    times = interleaved(rows, rounds, min_seconds)
     proxy = {
         mode: times[k] for k, (name, mode, _, _) in enumerate(rows) if name.startswith("proxy")
     }
@@ -298,11 +305,15 @@ def run_config(cell: str, config: str, rounds: int, min_seconds: float) -> list[
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def command_line(doc: str, title: str, note: str, columns: list[str], run_config, **defaults):
+    """The command line of the interleaved benchmarks in this folder: ``--cells``,
+    ``--configs``, ``--rounds``, ``--min-sample-ms``, ``--out``, ``--no-tunables``. Re-runs
+    itself with the tuned allocator, then prints a markdown table, one config at a time
+    (``run_config(cell, config, rounds, min_seconds) -> rows``), and writes it to ``--out``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--cells", default="lstm,gru")
-    parser.add_argument("--configs", default=CONFIGS, help="comma-separated TxBxDxH")
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--configs", default=defaults["configs"], help="comma-separated TxBxDxH")
+    parser.add_argument("--rounds", type=int, default=defaults["rounds"])
     parser.add_argument("--min-sample-ms", type=float, default=30.0)
     parser.add_argument("--out", help="also write the markdown table to this file")
     parser.add_argument("--no-tunables", action="store_true", help="keep glibc's malloc defaults")
@@ -313,19 +324,17 @@ def main() -> None:
         )
     load = os.getloadavg()
     header = [
-        "# Gate math against the gemm-bound-fused proxy "
-        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        f"# {title} ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",
-        f"`python benchmarks/gate_math_bound.py --cells {args.cells} --configs {args.configs} "
-        f"--rounds {args.rounds}`; jax {jax.__version__}, "
+        f"`python benchmarks/{os.path.basename(sys.argv[0])} --cells {args.cells} "
+        f"--configs {args.configs} --rounds {args.rounds}`; jax {jax.__version__}, "
         f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, load average at start {load[0]:.1f}; "
         f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}.",
-        "Times in ms, median (min–max) over rounds; ratios per round to the proxy of the same "
-        "round and mode. The pointwise-only loops' f+b is jax.grad of their sum.",
+        note,
         "",
-        "| cell (T, B, D, H) | row | mode | ms | ÷ proxy |",
-        "|---|---|---|---|---|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
     ]
     print("\n".join(header), flush=True)
     lines = list(header)
@@ -337,6 +346,19 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    command_line(
+        __doc__,
+        "Gate math against the gemm-bound-fused proxy",
+        "Times in ms, median (min–max) over rounds; ratios per round to the proxy of the same "
+        "round and mode. The pointwise-only loops' f+b is jax.grad of their sum.",
+        ["cell (T, B, D, H)", "row", "mode", "ms", "÷ proxy"],
+        run_config,
+        configs=CONFIGS,
+        rounds=9,
+    )
 
 
 if __name__ == "__main__":
