@@ -238,11 +238,15 @@ def kernel_for(params: Any) -> Kernel | None:
 
 
 def _affine(x: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:
-    # One 2-D GEMM over all leading axes: its transpose, the weight gradient
-    # ``x^T dy``, is then one dot contracting a single axis. Contracting ``(time, batch)``
-    # as two axes made XLA:CPU transpose both operands first and ran 1.5-3.6x slower
-    # (``docs/performance.md``).
-    y = jnp.dot(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[-1])
+    if x.ndim > 2 and jax.device_count() == 1:
+        # One 2-D GEMM over all leading axes: its transpose, the weight gradient
+        # ``x^T dy``, is then one dot contracting a single axis. Contracting ``(time, batch)``
+        # as two axes made XLA:CPU transpose both operands first and ran 1.5-3.6x slower
+        # (``docs/performance.md``). Only with one device: with several, the batch axis may
+        # be sharded, and merging it with time would make XLA gather the whole batch.
+        y = jnp.dot(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[-1])
+    else:
+        y = jnp.einsum("...i,ij->...j", x, w)
     return y if b is None else y + b
 
 
