@@ -87,6 +87,13 @@ def test_default_method_is_fused_for_small_lstm_and_gru_and_sequential_otherwise
     )
 
 
+@pytest.mark.parametrize("batch", [0, 1, 64])
+def test_default_method_never_takes_the_fused_elman_rnn(batch):
+    """An Elman RNN has a kernel but no size where ``auto`` prefers it, an empty batch too."""
+    params = jaxrnn.init_params(jax.random.key(0), "rnn", 2, HIDDEN_SIZE)
+    assert not _fast.prefers_fused(params, jnp.zeros((NUM_STEPS, batch, 2)))
+
+
 @pytest.mark.parametrize("name, above", [("lstm", "fused"), ("gru", "sequential")])
 def test_default_method_past_the_measured_state_size(name, above):
     """Past ``batch * hidden_size = FUSED_MAX_STATE`` the default runs the plain scan for a

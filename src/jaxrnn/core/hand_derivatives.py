@@ -86,8 +86,8 @@ class Kernel(NamedTuple):
     hoist_when_differentiated: bool = False
     #: The largest ``batch * hidden_size`` for which ``method="auto"`` takes this path
     #: (``prefers_fused``), chosen per cell by measurement (``docs/performance.md``,
-    #: ``benchmarks/fused_or_scan.py``); 0: never, ``math.inf``: at every size.
-    auto_max_state: float = 0
+    #: ``benchmarks/fused_or_scan.py``); ``None``: never, ``math.inf``: at every size.
+    auto_max_state: float | None = None
 
 
 # --- LSTM: gates i, f, g, o -------------------------------------------------------------
@@ -218,7 +218,7 @@ def prefers_fused(params: Any, xs: jax.Array) -> bool:
     0.5-0.9x the plain scan's time at small states, the LSTM's 0.84-1.02x at large ones; the
     GRU's above the bound 0.9-1.3x (tie or slower)."""
     kernel = kernel_for(params)
-    if kernel is None:
+    if kernel is None or kernel.auto_max_state is None:
         return False
     return math.prod(xs.shape[1:-1]) * params.hidden_size <= kernel.auto_max_state
 
