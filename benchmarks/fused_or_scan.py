@@ -2,8 +2,9 @@
 (``method="fused"``) against autodiff of the plain scan (``method="sequential"``), per cell
 and size, interleaved.
 
-``auto`` takes the fused path for LSTM and GRU cells while ``batch * hidden_size <=
-jaxrnn.core.hand_derivatives.FUSED_MAX_STATE`` and the plain scan above it. This script
+``auto`` takes the fused path for LSTM cells at every size and for GRU cells while
+``batch * hidden_size <= jaxrnn.core.hand_derivatives.FUSED_MAX_STATE`` (each kernel's
+``auto_max_state``), and the plain scan otherwise. This script
 times both methods on each config, forward (all hidden states) and forward+backward
 (``jax.grad`` of ``sum(ys)`` with respect to params and ``xs``), and reports the fused
 path's time over the plain scan's per round, as median (min-max) over rounds, with
@@ -34,7 +35,8 @@ METHODS = ("fused", "sequential")
 
 
 def rows_for(cell: str, T: int, B: int, D: int, H: int):
-    """``[(method, mode, jitted fn, args)]`` for one cell and config."""
+    """``[(method, mode, compiled fn, args)]`` for one cell and config: each program
+    compiled once, then both timed and asked for its memory."""
     kx, kp = jax.random.split(jax.random.key(0))
     xs = jax.random.normal(kx, (T, B, D))
     params = jaxrnn.init_params(kp, cell, D, H)
@@ -47,20 +49,20 @@ def rows_for(cell: str, T: int, B: int, D: int, H: int):
         def train(p, xs, forward=forward):
             return jax.grad(lambda p, xs: forward(p, xs).sum(), argnums=(0, 1))(p, xs)
 
-        rows.append((method, "fwd", jax.jit(forward), (params, xs)))
-        rows.append((method, "f+b", jax.jit(train), (params, xs)))
+        for mode, fn in (("fwd", forward), ("f+b", train)):
+            rows.append((method, mode, jax.jit(fn).lower(params, xs).compile(), (params, xs)))
     return rows, prefers_fused(params, xs)
 
 
-def temp_mib(fn, args) -> float:
-    """XLA's temporary buffers of the compiled ``fn``, in MiB."""
-    return fn.lower(*args).compile().memory_analysis().temp_size_in_bytes / 2**20
+def temp_mib(compiled) -> float:
+    """XLA's temporary buffers of a compiled program, in MiB."""
+    return compiled.memory_analysis().temp_size_in_bytes / 2**20
 
 
 def run_config(cell: str, config: str, rounds: int, min_seconds: float) -> list[str]:
     T, B, D, H = (int(v) for v in config.split("x"))
     rows, auto_fused = rows_for(cell, T, B, D, H)
-    memory = {(m, mode): temp_mib(fn, args) for m, mode, fn, args in rows}
+    memory = {(m, mode): temp_mib(fn) for m, mode, fn, _ in rows}
     samples = interleaved(rows, rounds, min_seconds)
     times = {(m, mode): t for (m, mode, _, _), t in zip(rows, samples, strict=True)}
     lines = []

@@ -305,15 +305,17 @@ def run_config(cell: str, config: str, rounds: int, min_seconds: float) -> list[
     return lines
 
 
-def command_line(doc: str, title: str, note: str, columns: list[str], run_config, **defaults):
+def command_line(
+    doc: str, title: str, note: str, columns: list[str], run_config, *, configs: str, rounds: int
+):
     """The command line of the interleaved benchmarks in this folder: ``--cells``,
     ``--configs``, ``--rounds``, ``--min-sample-ms``, ``--out``, ``--no-tunables``. Re-runs
     itself with the tuned allocator, then prints a markdown table, one config at a time
     (``run_config(cell, config, rounds, min_seconds) -> rows``), and writes it to ``--out``."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--cells", default="lstm,gru")
-    parser.add_argument("--configs", default=defaults["configs"], help="comma-separated TxBxDxH")
-    parser.add_argument("--rounds", type=int, default=defaults["rounds"])
+    parser.add_argument("--configs", default=configs, help="comma-separated TxBxDxH")
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--min-sample-ms", type=float, default=30.0)
     parser.add_argument("--out", help="also write the markdown table to this file")
     parser.add_argument("--no-tunables", action="store_true", help="keep glibc's malloc defaults")
